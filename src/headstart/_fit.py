@@ -1,0 +1,160 @@
+"""`fit`: data -> backbone -> strategy -> engine -> run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._progress import info
+from .backbones import build_backbone
+from .config import FitConfig
+from .data import Dataset, load_data
+from .errors import ConfigError, HeadstartError
+from .evaluate import compute_metrics, predict_outputs
+from .features import default_cache_dir
+from .heads import make_head
+from .report import plot_confusion, plot_learning_curves, write_report
+from .run import Run, dump_config, load_run, save_model, write_history, write_json
+from .strategies import FitContext, get_strategy
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch RNGs (the engine adds Lightning's worker seeding)."""
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
+    if isinstance(config, FitConfig):
+        base = config.to_dict()
+    elif isinstance(config, dict):
+        base = dict(config)
+    elif config is not None:
+        base = FitConfig.from_yaml(config).to_dict()
+    else:
+        base = {}
+    base.update(overrides)
+    if data is not None:
+        base["data"] = str(data)
+    if not base.get("data"):
+        raise ConfigError("no data given: pass a folder, a table file or a built-in name (digits, demo-text)")
+    return FitConfig.from_dict(base)
+
+
+def _default_name(cfg: FitConfig) -> str:
+    stem = Path(cfg.data.rstrip("/")).name or cfg.data
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.model.split("/")[-1])
+    return f"{Path(stem).stem}-{model}-{cfg.strategy}"
+
+
+def _prepare_out(cfg: FitConfig) -> Path:
+    out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or _default_name(cfg))
+    if out.exists() and any(out.iterdir()):
+        if cfg.resume:
+            return out
+        if not cfg.overwrite:
+            raise HeadstartError(f"{out} already exists; choose another --out/--name, or pass --overwrite to replace it "
+                                 "(or --resume to continue it)")
+        if not (out / "config.yaml").is_file() and not (out / "model.json").is_file():
+            raise HeadstartError(f"{out} exists and is not a headstart run; refusing to delete it even with --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
+        **overrides: Any) -> Run:
+    """Fit a transferred model and write its run directory. Returns the loaded `Run`.
+
+    ``headstart.fit("photos/", model="timm:resnet18", strategy="linear")`` –
+    keyword overrides are `FitConfig` fields; ``config`` may be a FitConfig,
+    a dict or a YAML file. ``dataset`` passes an already-loaded `Dataset`.
+    """
+    t_start = time.perf_counter()
+    if dataset is not None and data is None and not (config or overrides.get("data")):
+        overrides["data"] = dataset.name
+    cfg = _as_config(data, config, overrides)
+    get_strategy(cfg.strategy)  # fail on a misspelled strategy before any work
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    ds = dataset if dataset is not None else load_data(
+        cfg.data, test=cfg.test, text_col=cfg.text_col, label_col=cfg.label_col, header=cfg.header, strict=cfg.strict,
+        seed=cfg.seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, train_size=cfg.train_size,
+        labels_per_class=cfg.labels_per_class)
+    user_lr = cfg.lr
+    cfg = cfg.resolved(ds.modality, len(ds.train_idx))
+    out = _prepare_out(cfg)
+    cfg = dataclasses.replace(cfg, out=str(out))
+    seed_everything(cfg.seed)
+    backbone = build_backbone(cfg.model, weights=cfg.weights, pretrained=cfg.pretrained)
+    if backbone.modality != ds.modality:
+        raise ConfigError(f"option --model: {cfg.model} is a {backbone.modality} model but {cfg.data} holds {ds.modality}s")
+    if user_lr is None and getattr(backbone, "default_lr", None):
+        cfg = dataclasses.replace(cfg, lr=backbone.default_lr)  # e.g. from-scratch embeddings need a larger step
+    if hasattr(backbone, "max_length"):
+        backbone.max_length = cfg.max_length
+    dump_config(out, {**cfg.to_dict(), "resume": False})
+    head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
+    strategy = get_strategy(cfg.strategy)(cfg)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
+    strategy.fit(ctx)
+
+    # Evaluate once on the reported split; the selection split is reported separately.
+    metrics: dict[str, Any] = {}
+    for split, idx in (("test", ds.test_idx), ("val", ds.val_idx)):
+        if len(idx):
+            probs = predict_outputs(backbone, head, [ds.items[i] for i in idx])
+            metrics[split] = compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
+    wall = time.perf_counter() - t_start
+    metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info, "wall_seconds": round(wall, 2),
+                      "skipped_files": len(ds.skipped)}
+    metrics["data"] = ds.summary()
+    if ds.skipped:
+        metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
+    save_model(out, backbone, head, ds.task, ds.classes, cfg.dropout)
+    write_history(out, ctx.history)
+    write_json(out / "metrics.json", metrics)
+    plot_learning_curves(ctx.history, out / "plots" / "learning_curves.png")
+    if "test" in metrics:
+        plot_confusion(metrics["test"]["confusion_matrix"], ds.classes, out / "plots" / "confusion_matrix.png",
+                       "confusion matrix (held-out split)")
+    write_report(out, cfg.to_dict(), metrics, ds.summary())
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    info(f"run written to {out}")
+    return load_run(out)
+
+
+def summary_rows(run: Run) -> list[tuple[str, str]]:
+    """The closing summary table of a fit (CLI)."""
+    m = run.metrics
+    test, fit_info, data = m.get("test", {}), m.get("fit", {}), m.get("data", {})
+    rows = [
+        ("run", str(run.path)),
+        ("data", f"{data.get('name')} ({data.get('modality')}, {data.get('task')}, {len(run.classes)} classes)"),
+        ("examples train / select / report", f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"),
+        ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
+    ]
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+        if k in test:
+            rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
+    if "val" in m:
+        rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
+    for k in ("best_epoch", "epochs_run", "C", "features_cached", "samples_per_second", "wall_seconds", "skipped_files"):
+        if k in fit_info:
+            rows.append((k.replace("_", " "), str(fit_info[k])))
+    return rows
+
+
+__all__ = ["fit", "seed_everything", "summary_rows"]

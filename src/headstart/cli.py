@@ -1,0 +1,195 @@
+"""The ``headstart`` command line: thin wrappers that parse, call the API, print.
+
+``fit``'s flags are generated from `FitConfig`'s fields (same names, same help),
+so the CLI, ``--config FILE.yaml`` and the Python API always agree. A user
+mistake prints one ``error:`` line (exit code 2); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import sys
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import FitConfig
+from .errors import HeadstartError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Transfer learning: choose a pretrained backbone, adapt it, measure it, ship it.")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn toolkit errors into one clear line and exit code 2 (tracebacks with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except (HeadstartError, FloatingPointError) as e:
+            if _state["debug"]:
+                raise
+            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]: the run directory keeps its last checkpoint; continue with --resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")) -> None:
+    _state["debug"] = debug
+
+
+# -- fit: flags generated from FitConfig ------------------------------------------
+def _fit_signature() -> inspect.Signature:
+    hints = typing.get_type_hints(FitConfig)
+    params = [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
+        inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
+                          default=typer.Argument(None, help=FitConfig.__dataclass_fields__["data"].metadata["help"])),
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, "--config", help="YAML file with FitConfig keys; flags override it.")),
+    ]
+    for f in dataclasses.fields(FitConfig):
+        if f.name == "data":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if hints[f.name] is bool else [flag]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+                                        default=typer.Option(f.default, *decls, help=f.metadata.get("help", ""))))
+    return inspect.Signature(params)
+
+
+@_user_errors
+def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any) -> None:
+    from click.core import ParameterSource
+
+    from . import _fit as fitmod
+
+    given = {k: v for k, v in flags.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    if config is None:
+        given = flags  # no YAML: every flag (given or default) is the config
+    run = fitmod.fit(data, config=config, **given)
+    table = Table(title="headstart fit", show_header=False)
+    for k, v in fitmod.summary_rows(run):
+        table.add_row(k, v)
+    out.print(table)
+
+
+_fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]
+app.command("fit", help="Fit a transferred model on DATA and write a run directory.")(_fit)
+
+
+# -- evaluate / predict ---------------------------------------------------------------
+@app.command("evaluate", help="Metrics of a run on labeled DATA (a folder or table).")
+@_user_errors
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
+    data: str = typer.Argument(..., help="Labeled data: image folder or table file."),
+    split: str = typer.Option("all", help="all = every labeled example; test = only the data's reported part."),
+    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
+    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+) -> None:
+    from .run import load_run
+
+    r = load_run(run)
+    m = r.evaluate(data, split=split, text_col=text_col, label_col=label_col)
+    if as_json:
+        print(json.dumps(m))
+        return
+    table = Table(title=f"evaluate {run} on {data}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in m.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int):
+            table.add_row(k, str(v))
+    out.print(table)
+
+
+@app.command("predict", help="Predict with a run: image files/folders, table files, or text lines on stdin. JSON lines out.")
+@_user_errors
+def predict(
+    run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Images, folders, CSV/TSV files, or texts; '-' or nothing = stdin."),
+    text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
+    batch_size: int = typer.Option(64, help="Batch size."),
+) -> None:
+    from .run import load_run
+
+    r = load_run(run)
+    items = list(inputs or [])
+    if not items or items == ["-"]:
+        items = [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
+        if r.modality == "image":
+            items = [i.strip() for i in items]
+    if not items:
+        raise HeadstartError("predict: no inputs given (pass files or folders, or pipe text lines on stdin)")
+    for row in r.predict(items, batch_size=batch_size, text_col=text_col):
+        sys.stdout.write(json.dumps(row) + "\n")
+
+
+# -- listing and demo ---------------------------------------------------------------
+@app.command("backbones", help="List the backbone families (model-string prefixes).")
+def backbones() -> None:
+    from .backbones import list_backbones
+
+    for p in list_backbones():
+        out.print(p)
+
+
+@app.command("strategies", help="List the adaptation strategies.")
+def strategies() -> None:
+    from .strategies import get_strategy, list_strategies
+
+    table = Table("strategy", "what it does")
+    for s in list_strategies():
+        table.add_row(s, get_strategy(s).summary)
+    out.print(table)
+
+
+@app.command("demo", help="Offline demo: pretrained MiniLM vs a from-scratch baseline at a few labels per class.")
+@_user_errors
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo's runs are written."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    import os
+
+    from .demo import run_demo
+
+    os.environ.setdefault("HEADSTART_QUIET", "1")
+    err.print("headstart demo: 6-topic sentence classification, 30% held out; fitting 9 models offline ...")
+    results = run_demo(out_dir, seed=seed)
+    table = Table(title="transfer learning on a small text set (held-out accuracy)")
+    for col in ("labels/class", "train n", "model", "strategy", "accuracy", "seconds"):
+        table.add_column(col, justify="right" if col in ("accuracy", "seconds", "train n") else "left")
+    for r in results:
+        table.add_row(r.budget, str(r.n_train), r.model, r.strategy, f"{r.accuracy:.3f}", f"{r.seconds:.1f}")
+    out.print(table)
+    out.print(f"runs: {out_dir}/  (each has report.html, metrics.json, model.safetensors)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

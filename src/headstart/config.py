@@ -1,0 +1,173 @@
+"""`FitConfig`: every knob of a fit, with help text and checks.
+
+The CLI builds its `fit` flags from these fields (one flag per field, the help
+text comes from the field's metadata), `--config FILE.yaml` supplies the same
+keys, and the resolved config is written into every run directory as
+``config.yaml``, so a run can always be reproduced from its own folder.
+
+Defaults that depend on the data (learning rate, epochs, augmentation) are
+left as ``None``/``"auto"`` here and resolved by :meth:`FitConfig.resolved`
+once the modality is known; the run directory stores the resolved values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+AUGMENT_PRESETS = ("auto", "none", "light", "standard")
+HEADER_MODES = ("auto", "yes", "no")
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class FitConfig:
+    """What to fit, on which data, with which strategy. See ``headstart fit --help``."""
+
+    data: str = _opt("", "Data: an image folder, a CSV/TSV/JSONL/Parquet table, or a built-in ('digits').")
+    model: str = _opt(
+        "auto",
+        "Backbone: timm:<name>, hf:<name-or-dir>, minilm, py:<module>:<factory>, run:<dir>, scratch:<arch>. "
+        "'auto' = minilm for text, timm:resnet18 for images.",
+    )
+    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch (see `headstart strategies`).")
+    weights: str | None = _opt(None, "Local weights file (safetensors or a torch checkpoint) for the backbone.")
+    pretrained: bool = _opt(True, "Load pretrained weights (hub or --weights); --no-pretrained = random init.")
+    out: str | None = _opt(None, "Run directory to write (default runs/<name>).")
+    name: str | None = _opt(None, "Run name (default: <data>-<model>-<strategy>).")
+    overwrite: bool = _opt(False, "Replace an existing run directory.")
+    test: str | None = _opt(None, "Separate labeled data to report on (else the data's test/ or val/ part, or a split).")
+    text_col: str | None = _opt(None, "Text column of a table (default: auto-detected).")
+    label_col: str | None = _opt(None, "Label column of a table (default: auto-detected).")
+    header: str = _opt("auto", "Does the table have a header row: auto, yes, no.")
+    strict: bool = _opt(False, "Fail on the first unreadable file instead of skipping it with a warning.")
+    seed: int = _opt(0, "Random seed: splits, init, shuffling. Same seed, same metrics on CPU.")
+    val_fraction: float = _opt(
+        0.15, "Fraction of the training data held out to choose epochs and hyper-parameters (never the reported split)."
+    )
+    test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part.")
+    train_size: int | None = _opt(None, "Use only this many training examples (stratified sample).")
+    labels_per_class: int | None = _opt(None, "Use only this many training examples per class.")
+    epochs: int | None = _opt(None, "Training epochs (default: 15 for images, 3 for text; more on small data).")
+    batch_size: int = _opt(32, "Batch size.")
+    lr: float | None = _opt(None, "Peak learning rate of the top layers (default: 2e-3 images, 1e-4 text).")
+    weight_decay: float = _opt(0.05, "AdamW weight decay.")
+    warmup: float = _opt(0.1, "Fraction of the training steps used for linear warm-up before cosine decay.")
+    layer_decay: float = _opt(0.7, "Discriminative LR: each layer group below the top gets this factor more.")
+    head_lr_mult: float = _opt(10.0, "The new head learns this many times faster than --lr (finetune).")
+    freeze: int = _opt(0, "Freeze the lowest N layer groups (their BatchNorm stays in eval mode).")
+    label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
+    dropout: float = _opt(0.0, "Dropout before the head.")
+    augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
+    restore_best: bool = _opt(True, "Keep the epoch with the lowest held-out loss (else the last epoch).")
+    patience: int = _opt(0, "Early stopping patience in epochs on the held-out loss (0 = run all epochs).")
+    max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
+    cv_folds: int = _opt(5, "Cross-validation folds used by `linear` to choose its regularisation strength.")
+    num_workers: int = _opt(0, "DataLoader worker processes (0 = in the main process).")
+    threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
+    cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
+    resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
+
+    def __post_init__(self) -> None:
+        def bad(name: str, msg: str) -> ConfigError:
+            return ConfigError(f"option --{name.replace('_', '-')}: {msg}")
+
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise bad("val_fraction", f"{self.val_fraction} must be in [0, 0.9)")
+        if not 0.0 < self.test_fraction < 0.9:
+            raise bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9)")
+        if self.batch_size < 1:
+            raise bad("batch_size", f"{self.batch_size} must be at least 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise bad("epochs", f"{self.epochs} must be at least 1")
+        if self.lr is not None and not self.lr > 0:
+            raise bad("lr", f"{self.lr} must be positive")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise bad("layer_decay", f"{self.layer_decay} must be in (0, 1]")
+        if not self.head_lr_mult > 0:
+            raise bad("head_lr_mult", f"{self.head_lr_mult} must be positive")
+        if not 0.0 <= self.warmup < 1.0:
+            raise bad("warmup", f"{self.warmup} must be in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise bad("label_smoothing", f"{self.label_smoothing} must be in [0, 1)")
+        if self.freeze < 0:
+            raise bad("freeze", f"{self.freeze} must be >= 0")
+        if self.augment not in AUGMENT_PRESETS:
+            raise bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
+        if self.header not in HEADER_MODES:
+            raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
+        for name in ("train_size", "labels_per_class"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise bad(name, f"{v} must be at least 1")
+        if self.cv_folds < 2:
+            raise bad("cv_folds", f"{self.cv_folds} must be at least 2")
+
+    # -- defaults that depend on the modality ---------------------------------
+    def resolved(self, modality: str, n_train: int = 0) -> FitConfig:
+        """Fill the data-dependent defaults (recorded in the run's config.yaml).
+
+        Epochs: 3 for text and 15 for images, raised on small data so that the
+        optimiser takes at least ~60 (text) / ~100 (images) steps, at most 50 epochs.
+        """
+        text = modality == "text"
+        changes: dict[str, Any] = {}
+        if self.model == "auto":
+            changes["model"] = "minilm" if text else "timm:resnet18"
+        if self.epochs is None:
+            base, min_steps = (3, 60) if text else (15, 100)
+            steps_per_epoch = max(1, -(-n_train // self.batch_size))
+            changes["epochs"] = int(min(50, max(base, -(-min_steps // steps_per_epoch))))
+        if self.lr is None:
+            changes["lr"] = 1e-4 if text else 2e-3
+        if self.augment == "auto":
+            changes["augment"] = "none" if text else "standard"
+        return dataclasses.replace(self, **changes)
+
+    # -- YAML -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> FitConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys are listed by `headstart fit --help`")
+        try:
+            return cls(**d)
+        except TypeError as e:  # pragma: no cover - dataclass signature errors
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> FitConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({e.__class__.__name__}); check indentation and quoting") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: expected a mapping of option: value")
+        return cls.from_dict(d, source=str(p))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def help_of(name: str) -> str:
+    """The help text of a FitConfig field (used by the CLI)."""
+    for f in fields(FitConfig):
+        if f.name == name:
+            return str(f.metadata.get("help", ""))
+    raise KeyError(name)

@@ -1,0 +1,164 @@
+"""Data: read image folders, text tables and built-ins into a split `Dataset`.
+
+``load_data(source)`` accepts
+
+* an image folder (``train/`` + ``val/``/``validation/`` (+ ``test/``), or one
+  folder of class sub-folders);
+* a table file (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``) of texts and labels;
+* a built-in name: ``digits`` (scikit-learn's 8x8 digits, as images) or
+  ``demo-text`` (the small topic-classification set shipped for `headstart demo`).
+
+The reported split is the layout's ``test/`` (or ``--test`` data), else its
+``val/`` folder, else a stratified ``test_fraction`` of the pool. The selection
+split that chooses epochs and hyper-parameters is always separate from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ._dataset import Dataset, check_labels_in_train, encode_labels, make_splits, task_of
+from ._images import _file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
+from ._tables import TABLE_EXTENSIONS, read_table, read_texts
+
+BUILTINS = ("digits", "demo-text")
+
+__all__ = ["Dataset", "load_data", "decode_image", "load_image_paths", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+
+
+def _finish(
+    modality: str,
+    name: str,
+    items: list,
+    labels: list[str],
+    refs: list[str],
+    keys: list[str],
+    n_pool: int,
+    n_val_given: int,
+    n_test_given: int,
+    skipped: list[tuple[str, str]],
+    *,
+    seed: int,
+    val_fraction: float,
+    test_fraction: float,
+    train_size: int | None,
+    labels_per_class: int | None,
+) -> Dataset:
+    """Encode labels and decide splits. Items are ordered pool, given val, given test."""
+    classes, y = encode_labels(labels, refs, name)
+    pool = np.arange(n_pool)
+    val = np.arange(n_pool, n_pool + n_val_given) if n_val_given else None
+    test = np.arange(n_pool + n_val_given, n_pool + n_val_given + n_test_given) if n_test_given else None
+    if test is None and val is not None:  # train/ + val/ only: val/ is what we report on
+        test, val = val, None
+    if len(pool) == 0:
+        raise DataError(f"{name}: no training examples found")
+    train_idx, val_idx, test_idx = make_splits(
+        y, pool, test, val,
+        val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+        train_size=train_size, labels_per_class=labels_per_class,
+    )
+    ds = Dataset(
+        modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
+        train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,
+        task=task_of(classes), skipped=skipped,
+    )
+    check_labels_in_train(ds)
+    return ds
+
+
+def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dataset:
+    parts = list_image_folder(root)
+    if test is not None:
+        if "test" in parts:
+            raise DataError(f"{root} already has a test/ folder; drop --test or remove it")
+        parts["test"] = list_image_folder(test).get("pool") or list_image_folder(test)["train"]
+    order = [parts.get("pool", []) + parts.get("train", []), parts.get("val", []), parts.get("test", [])]
+    files = [p for part in order for p, _ in part]
+    arrays, skipped = decode_all(files, strict)
+    items, labels, refs, keys = [], [], [], []
+    # Walk files once, keeping decoded ones and counting per part.
+    counts, k = [], 0
+    for part in order:
+        n = 0
+        for p, label in part:
+            arr = arrays[k]
+            k += 1
+            if arr is None:
+                continue
+            items.append(arr)
+            labels.append(label)
+            refs.append(str(p))
+            keys.append(_file_key(p))
+            n += 1
+        counts.append(n)
+    for cls in sorted({lab for _, lab in order[0]} - set(labels[: counts[0]])):
+        raise DataError(f"{root}: every image of class {cls!r} was unreadable; fix or remove that class folder")
+    return _finish("image", root.name, items, labels, refs, keys, counts[0], counts[1], counts[2], skipped, **split_kw)
+
+
+def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: str | None, header: str, **split_kw) -> Dataset:
+    texts, labels, refs = read_table(path, text_col, label_col, header)
+    n_test = 0
+    if test is not None:
+        t2, l2, r2 = read_table(test, text_col, label_col, header)
+        texts, labels, refs, n_test = texts + t2, labels + l2, refs + r2, len(t2)
+    keys = texts
+    return _finish("text", path.stem, texts, labels, refs, list(keys), len(texts) - n_test, 0, n_test, [], **split_kw)
+
+
+def _load_builtin(name: str, **split_kw) -> Dataset:
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        imgs = [np.repeat((img * 255.0 / 16.0).astype(np.uint8)[:, :, None], 3, axis=2) for img in d.images]
+        labels = [str(int(t)) for t in d.target]
+        refs = [f"digits[{i}]" for i in range(len(imgs))]
+        keys = [f"sklearn-digits:{i}" for i in range(len(imgs))]
+        return _finish("image", "digits", imgs, labels, refs, keys, len(imgs), 0, 0, [], **split_kw)
+    from ..demo import demo_table_path
+
+    path = demo_table_path()
+    return _load_table(path, None, "text", "label", "yes", **split_kw)
+
+
+def load_data(
+    source: str | Path,
+    *,
+    test: str | Path | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    header: str = "auto",
+    strict: bool = False,
+    seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    train_size: int | None = None,
+    labels_per_class: int | None = None,
+) -> Dataset:
+    """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices."""
+    split_kw = dict(
+        seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+        train_size=train_size, labels_per_class=labels_per_class,
+    )
+    src = str(source)
+    if src in BUILTINS and not Path(src).exists():
+        if test is not None:
+            raise DataError(f"--test cannot be combined with the built-in data {src!r}")
+        return _load_builtin(src, **split_kw)
+    p = Path(src).expanduser()
+    test_p = Path(test).expanduser() if test is not None else None
+    if not p.exists():
+        raise DataError(f"{p}: no such file or folder (built-in data sets: {', '.join(BUILTINS)})")
+    if p.is_dir():
+        return _load_images(p, test_p, strict, **split_kw)
+    if p.suffix.lower() in TABLE_EXTENSIONS:
+        return _load_table(p, test_p, text_col, label_col, header, **split_kw)
+    raise DataError(
+        f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
+        f"({', '.join(sorted(TABLE_EXTENSIONS))})"
+    )

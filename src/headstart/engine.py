@@ -1,0 +1,250 @@
+"""The training engine: a Lightning ``Trainer`` built in one place.
+
+It wraps any `Strategy` as a ``LightningModule`` and knows nothing about any
+one method: the strategy supplies the loss, the parameter groups and the
+per-epoch changes; the engine supplies data loading (length-grouped batches
+for text), AdamW with warm-up + cosine decay, validation on the selection
+split, restoring the best epoch, early stopping, checkpoints, CSV logs, the
+progress bar and seeding.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+import warnings
+from datetime import timedelta
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ._progress import quiet
+from .strategies._base import FitContext, Strategy
+
+for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
+warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+CHECKPOINT_EVERY = timedelta(seconds=60)  # resume point for interrupted runs; not every epoch (a text model is ~300 MB with AdamW state)
+
+
+class _Examples(Dataset):
+    def __init__(self, items: list[Any], y: np.ndarray):
+        self.items, self.y = items, y
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        return self.items[i], self.y[i]
+
+
+class _Collate:
+    def __init__(self, batcher: Any):
+        self.batcher = batcher
+
+    def __call__(self, rows: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
+        items, ys = zip(*rows)
+        return self.batcher(list(items)), torch.as_tensor(np.asarray(ys))
+
+
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of similar length: little padding, still random order.
+
+    Each epoch: shuffle, cut into chunks of ``50 * batch_size``, sort each chunk
+    by length, cut into batches, shuffle the batches.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = np.asarray(lengths), batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng(self.seed + self.epoch)
+        perm = rng.permutation(len(self.lengths))
+        chunk = self.batch_size * 50
+        batches = []
+        for s in range(0, len(perm), chunk):
+            part = perm[s : s + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches.extend(part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size))
+        for j in rng.permutation(len(batches)):
+            yield batches[j]
+
+
+def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, augment: str, batch_size: int,
+                seed: int, num_workers: int = 0) -> DataLoader:
+    batcher = backbone.preprocess(train=train, augment=augment)
+    ds = _Examples(items, y)
+    collate = _Collate(batcher)
+    common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
+    if backbone.modality == "text" and hasattr(batcher, "lengths"):
+        lengths = batcher.lengths(items)
+        if train:
+            return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, seed), **common)
+        order = np.argsort(lengths, kind="stable")
+        batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+        return DataLoader(ds, batch_sampler=batches, **common)
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=g if train else None, **common)
+
+
+def warmup_cosine(total_steps: int, warmup: float):
+    warm = max(1, int(round(warmup * total_steps))) if warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class StrategyModule(L.LightningModule):
+    """Any strategy as a LightningModule: the loop is Lightning's, the method is the strategy's."""
+
+    def __init__(self, strategy: Strategy, total_steps: int):
+        super().__init__()
+        self.strategy = strategy
+        self.backbone, self.head = strategy.backbone, strategy.head
+        self.total_steps = total_steps
+        cfg = strategy.cfg
+        self.lr, self.warmup = cfg.lr, cfg.warmup
+
+    def on_train_epoch_start(self) -> None:
+        self.strategy.on_epoch_start(self.current_epoch)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        out = self.strategy.training_step(batch)
+        bs = len(batch[1])
+        self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs)
+        if "logits" in out:
+            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), batch[1]), on_step=False, on_epoch=True, batch_size=bs)
+        if not torch.isfinite(out["loss"]):
+            raise FloatingPointError(
+                f"loss became {out['loss'].item()} at epoch {self.current_epoch}; lower the learning rate (--lr)"
+            )
+        return out["loss"]
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.head(self.backbone.forward_features(x))
+        bs = len(y)
+        self.log("val_loss", self.head.loss(logits, y), on_step=False, on_epoch=True, batch_size=bs)
+        self.log("val_acc", _accuracy(self.head, logits, y), on_step=False, on_epoch=True, batch_size=bs)
+
+    def configure_optimizers(self) -> Any:
+        groups = self.strategy.param_groups(self.lr)
+        opt = torch.optim.AdamW(groups, lr=self.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(self.total_steps, self.warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _accuracy(head: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if head.task == "binary":
+        return ((logits.view(-1) > 0).long() == y).float().mean()
+    if head.task == "multiclass":
+        return (logits.argmax(-1) == y).float().mean()
+    return torch.tensor(float("nan"))
+
+
+class _History(Callback):
+    """One row per epoch: losses, accuracies, learning rate, wall time."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.rows, self.t0 = rows, time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch + 1}
+        for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            if k in m:
+                row[k] = round(float(m[k]), 6)
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        row["seconds"] = round(time.perf_counter() - self.t0, 2)
+        self.rows.append(row)
+
+
+class _BestWeights(Callback):
+    """Keep the weights of the epoch with the lowest selection loss; restore them at the end."""
+
+    def __init__(self) -> None:
+        self.best, self.state, self.epoch = math.inf, None, None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or "val_loss" not in trainer.callback_metrics:
+            return
+        loss = float(trainer.callback_metrics["val_loss"])
+        if loss < self.best:
+            self.best, self.epoch = loss, trainer.current_epoch + 1
+            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+
+    def restore(self, module: L.LightningModule) -> None:
+        if self.state is not None:
+            module.load_state_dict(self.state)
+
+
+def train(strategy: Strategy, ctx: FitContext) -> None:
+    """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
+    cfg, data = ctx.cfg, ctx.data
+    strategy.setup(ctx.backbone, ctx.head, data)
+    tr_items, tr_y = data.subset(data.train_idx)
+    va_items, va_y = data.subset(data.val_idx)
+    train_dl = make_loader(ctx.backbone, tr_items, tr_y, train=True, augment=cfg.augment, batch_size=cfg.batch_size,
+                           seed=cfg.seed, num_workers=cfg.num_workers)
+    val_dl = make_loader(ctx.backbone, va_items, va_y, train=False, augment="none", batch_size=max(64, cfg.batch_size),
+                         seed=cfg.seed) if len(va_items) else None
+    total_steps = cfg.epochs * len(train_dl)
+    module = StrategyModule(strategy, total_steps)
+    best = _BestWeights()
+    callbacks: list[Callback] = [_History(ctx.history), best,
+                                 ModelCheckpoint(dirpath=ctx.run_dir / "checkpoints", filename="last", save_top_k=1,
+                                                 train_time_interval=CHECKPOINT_EVERY, enable_version_counter=False)]
+    if cfg.patience > 0 and val_dl is not None:
+        callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
+    show = not quiet()
+    if show:
+        callbacks.append(RichProgressBar(leave=False))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="auto",
+        devices=1,
+        logger=CSVLogger(str(ctx.run_dir), name="logs", version=""),
+        callbacks=callbacks,
+        enable_progress_bar=show,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, len(train_dl))),
+        deterministic=False,
+    )
+    ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
+    module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if cfg.resume and ckpt.is_file() else None)
+    seconds = time.perf_counter() - t0
+    if cfg.restore_best:
+        best.restore(module)
+    epochs_run = trainer.current_epoch
+    ctx.info.update({
+        "epochs_run": int(epochs_run),
+        "best_epoch": best.epoch if cfg.restore_best else epochs_run,
+        "train_seconds": round(seconds, 2),
+        "samples_per_second": round(len(tr_items) * max(1, epochs_run) / max(seconds, 1e-9), 1),
+        "trainable_parameters": int(sum(p.numel() for p in module.parameters() if p.requires_grad)),
+    })

@@ -1,0 +1,21 @@
+"""The toolkit's own error type.
+
+Every mistake a user can make (a bad path, an unreadable file, a wrong option
+value) raises :class:`HeadstartError` with a one-line message that names the
+file, row or option and says what to do. The CLI prints that line without a
+traceback; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+
+class HeadstartError(Exception):
+    """A user-facing error: the message names the culprit and the fix."""
+
+
+class DataError(HeadstartError):
+    """The data given cannot be used as it is (file, row or folder named)."""
+
+
+class ConfigError(HeadstartError):
+    """An option has a value the toolkit cannot work with."""

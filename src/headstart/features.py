@@ -1,0 +1,95 @@
+"""Batched feature extraction with an on-disk cache.
+
+A frozen backbone is run once per (backbone weights + preprocessing, data):
+the cache key hashes the backbone's fingerprint and the dataset's fingerprint
+(file path, size and mtime of every image, or every text). Ranking, distances,
+linear probes and prototypes all reuse the same ``.npy`` file, which is loaded
+memory-mapped.
+
+Texts are sorted by token length before batching so that each batch is padded
+only to its own longest text; results are returned in the original order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ._io import atomic_write_bytes, atomic_write_text
+from ._progress import track
+from .backbones import Backbone
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HEADSTART_CACHE_DIR", "runs/.cache"))
+
+
+def cache_key(backbone: Backbone, data_fingerprint: str) -> str:
+    h = hashlib.sha256()
+    for part in (backbone.fingerprint, backbone.preprocess_key(), data_fingerprint, "v1"):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
+    if backbone.modality == "text" and hasattr(batcher, "lengths"):
+        return np.argsort(np.asarray(batcher.lengths(items)), kind="stable")
+    return np.arange(len(items))
+
+
+@torch.inference_mode()
+def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
+    """Run the backbone (eval mode, no augmentation) over items: float32 [N, num_features]."""
+    was_training = backbone.training
+    backbone.eval()
+    batcher = backbone.preprocess(train=False)
+    order = _order(backbone, items, batcher)
+    out = np.empty((len(items), backbone.num_features), dtype=np.float32)
+    device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
+    starts = range(0, len(items), batch_size)
+    for s in track(starts, len(starts), description, min_total=3):
+        idx = order[s : s + batch_size]
+        batch = batcher([items[i] for i in idx])
+        batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+        out[idx] = backbone.forward_features(batch).float().cpu().numpy()
+    backbone.train(was_training)
+    return out
+
+
+def extract(
+    backbone: Backbone,
+    items: list[Any],
+    data_fingerprint: str,
+    cache_dir: str | Path | None = None,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Features of all items, from the cache when present. Returns (features, info).
+
+    ``info`` has ``cached`` (bool), ``seconds`` and ``path``.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = cache_key(backbone, data_fingerprint)
+    path = folder / "features" / f"{key}.npy"
+    t0 = time.perf_counter()
+    if path.is_file():
+        feats = np.load(path, mmap_mode="r")
+        if feats.shape == (len(items), backbone.num_features):
+            return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
+    feats = extract_items(backbone, items, batch_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, feats)
+    atomic_write_bytes(path, buf.getvalue())
+    meta = {"backbone": backbone.spec, "n": len(items), "dim": backbone.num_features, "created": time.time()}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
+    return feats, {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}

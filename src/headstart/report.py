@@ -1,0 +1,109 @@
+"""Plots (learning curves, confusion matrix) and the short HTML report of a run."""
+
+from __future__ import annotations
+
+import html
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MPLCONFIGDIR", str(Path(tempfile.gettempdir()) / "headstart-matplotlib"))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
+    """Loss and accuracy per epoch; for `linear`, the cross-validated log-loss per C."""
+    if not history:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if "C" in history[0]:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        cs = [r["C"] for r in history]
+        ax.semilogx(cs, [r["cv_log_loss"] for r in history], marker="o")
+        best = min(history, key=lambda r: r["cv_log_loss"])
+        ax.axvline(best["C"], color="gray", ls="--", lw=1, label=f"chosen C={best['C']:.3g}")
+        ax.set(xlabel="C (inverse L2 strength)", ylabel="cross-validated log-loss", title="linear head: model selection")
+        ax.legend()
+    else:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        ep = [r["epoch"] for r in history]
+        for key, ax in (("loss", a1), ("acc", a2)):
+            for split in ("train", "val"):
+                vals = [r.get(f"{split}_{key}") for r in history]
+                if any(v is not None for v in vals):
+                    ax.plot(ep, [np.nan if v is None else v for v in vals], marker=".", label=split)
+            ax.set(xlabel="epoch", ylabel=key, title=f"{key} per epoch")
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion(cm: list[list[int]], classes: list[str], path: Path, title: str = "confusion matrix") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    m = np.asarray(cm)
+    n = len(classes)
+    size = min(12, 2.5 + 0.5 * n)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    im = ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right")
+    ax.set_yticks(range(n), classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= 20:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _table(rows: dict[str, Any]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{cells}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], data_summary: dict[str, Any]) -> Path:
+    """report.html: what was fitted, on what, how well, with the plots."""
+    test = metrics.get("test", {})
+    headline = {k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc") if k in test}
+    setup = {k: config.get(k) for k in ("data", "model", "strategy", "epochs", "lr", "batch_size", "seed", "augment")}
+    fit = {k: v for k, v in metrics.get("fit", {}).items() if not isinstance(v, (dict, list))}
+    data = {k: v for k, v in data_summary.items() if not isinstance(v, (dict, list))}
+    plots = "".join(
+        f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem.replace("_", " ")}</figcaption></figure>'
+        for p in sorted((run_dir / "plots").glob("*.png"))
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>headstart run {html.escape(run_dir.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}}th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}
+th{{background:#f4f4f4}}img{{max-width:100%}}figure{{display:inline-block;margin:.5em}}</style></head><body>
+<h1>headstart run: {html.escape(run_dir.name)}</h1>
+<p>Held-out results are on the reported split only; epochs and hyper-parameters were chosen on a separate
+selection split carved from the training data.</p>
+<h2>Held-out result</h2>{_table(headline)}
+<h2>Set-up</h2>{_table(setup)}
+<h2>Data</h2>{_table(data)}
+<h2>Fit</h2>{_table(fit)}
+<h2>Plots</h2>{plots}
+</body></html>"""
+    out = run_dir / "report.html"
+    from ._io import atomic_write_text
+
+    atomic_write_text(out, page)
+    return out

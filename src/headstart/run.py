@@ -1,0 +1,198 @@
+"""The run directory: a self-describing record of one fit, and `Run` to use it.
+
+::
+
+    runs/<name>/
+      config.yaml        resolved FitConfig (re-run with `headstart fit --config`)
+      model.json         architecture: backbone spec, task, feature width
+      model.safetensors  weights: backbone.* and head.*
+      labels.json        class names in output order, task type
+      metrics.json       held-out metrics, selection metrics, timings
+      history.csv        one row per epoch (or per C for `linear`)
+      report.html        summary + plots/ (learning curves, confusion matrix)
+      backbone/          tokenizer and config of text backbones (no network needed to load)
+      logs/              Lightning CSV logs
+      checkpoints/       last training checkpoint while a fit runs (removed when it ends)
+
+Loading never unpickles: weights come from safetensors, the rest is YAML/JSON.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from ._io import atomic_write_bytes, atomic_write_text
+from .backbones import Backbone, rebuild_backbone
+from .data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_texts
+from .errors import DataError, HeadstartError
+from .evaluate import compute_metrics, predict_outputs
+from .heads import Head
+
+
+class Run:
+    """A fitted model and its record. ``predict`` and ``evaluate`` work on new data."""
+
+    def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone, head: Head,
+                 metrics: dict[str, Any] | None = None):
+        self.path, self.config, self.classes, self.task = Path(path), config, classes, task
+        self.backbone, self.head = backbone, head
+        self.metrics = metrics or {}
+
+    def __repr__(self) -> str:
+        acc = self.metrics.get("test", {}).get("accuracy")
+        tail = f", test accuracy {acc:.4f}" if acc is not None else ""
+        return f"Run({str(self.path)!r}, {self.config.get('model')}, {self.config.get('strategy')}{tail})"
+
+    @property
+    def modality(self) -> str:
+        return self.backbone.modality
+
+    # -- inputs ----------------------------------------------------------------
+    def _resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        items: list[Any] = []
+        refs: list[str] = []
+        if self.modality == "image":
+            paths: list[Path] = []
+            for x in inputs:
+                if isinstance(x, np.ndarray):
+                    items.append(x)
+                    refs.append(f"array[{len(refs)}]")
+                    continue
+                p = Path(x)
+                if p.is_dir():
+                    paths.extend(sorted(q for q in p.rglob("*") if is_image_file(q)))
+                elif p.is_file():
+                    paths.append(p)
+                else:
+                    raise DataError(f"{p}: no such image file or folder")
+            arrays, prefs, _ = load_image_paths(paths)
+            return items + arrays, refs + prefs
+        for x in inputs:
+            p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
+            if p is not None and p.suffix.lower() in TABLE_EXTENSIONS and p.is_file():
+                t, r = read_texts(p, text_col)
+                items.extend(t)
+                refs.extend(r)
+            else:
+                items.append(str(x))
+                refs.append(f"text[{len(refs)}]")
+        return items, refs
+
+    # -- use -------------------------------------------------------------------
+    def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
+        items, _ = self._resolve_inputs(inputs)
+        return predict_outputs(self.backbone, self.head, items, batch_size)
+
+    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None) -> list[dict[str, Any]]:
+        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``."""
+        items, refs = self._resolve_inputs(inputs, text_col)
+        probs = predict_outputs(self.backbone, self.head, items, batch_size)
+        return [
+            {
+                "input": ref,
+                "label": self.classes[int(p.argmax())],
+                "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)},
+            }
+            for ref, p in zip(refs, probs)
+        ]
+
+    def evaluate(self, data: str | Path | Dataset, split: str = "all", **load_kw: Any) -> dict[str, Any]:
+        """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
+        ds = data if isinstance(data, Dataset) else load_data(data, **load_kw)
+        idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
+        if idx is None:
+            raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
+        mapping = {}
+        for i, c in enumerate(ds.classes):
+            if c not in self.classes:
+                where = ds.refs[int(np.flatnonzero(ds.y == i)[0])]
+                raise DataError(f"{where}: label {c!r} is not one of the run's classes ({', '.join(self.classes)})")
+            mapping[i] = self.classes.index(c)
+        y = np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
+        probs = predict_outputs(self.backbone, self.head, [ds.items[i] for i in idx])
+        return compute_metrics(y, probs, self.task, self.classes)
+
+
+# -- save / load ---------------------------------------------------------------
+def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes: list[str], dropout: float) -> None:
+    state = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
+    buf_path = run_dir / ".model.safetensors.tmp"
+    save_file(state, str(buf_path))
+    buf_path.replace(run_dir / "model.safetensors")
+    model = {"backbone": backbone.spec, "modality": backbone.modality, "num_features": backbone.num_features,
+             "task": task, "num_outputs": len(classes), "dropout": dropout}
+    atomic_write_text(run_dir / "model.json", json.dumps(model, indent=2))
+    atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task}, indent=2))
+    backbone.save_assets(run_dir / "backbone")
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys or ["epoch"])
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(run_dir / "history.csv", buf.getvalue())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory written by `fit` (no pickles: YAML, JSON, safetensors)."""
+    p = Path(path).expanduser()
+    for name in ("model.json", "labels.json", "model.safetensors"):
+        if not (p / name).is_file():
+            raise HeadstartError(f"{p}: not a headstart run directory (missing {name}); give the folder `fit` wrote")
+    model = json.loads((p / "model.json").read_text())
+    labels = json.loads((p / "labels.json").read_text())
+    config = yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").is_file() else {}
+    metrics = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").is_file() else {}
+    backbone = rebuild_backbone(model["backbone"], p / "backbone")
+    head = Head(model["task"], model["num_features"], model["num_outputs"], model.get("dropout", 0.0))
+    try:
+        state = load_file(str(p / "model.safetensors"))
+    except Exception as e:
+        raise HeadstartError(f"{p / 'model.safetensors'}: unreadable ({e}); the run is damaged, fit it again") from None
+    bb = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    hd = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    try:
+        backbone.load_state_dict(bb, strict=True)
+        head.load_state_dict(hd, strict=True)
+    except RuntimeError as e:
+        raise HeadstartError(f"{p}: weights do not match the recorded architecture ({str(e).splitlines()[0]})") from None
+    backbone.eval()
+    head.eval()
+    return Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+
+
+def dump_config(run_dir: Path, cfg_dict: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+
+
+__all__ = ["Run", "load_run", "save_model", "write_history", "write_json", "dump_config", "atomic_write_bytes"]

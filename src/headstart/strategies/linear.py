@@ -1,0 +1,67 @@
+"""``linear``: feature extraction. Frozen backbone, cached features, a linear head.
+
+The head is an L2-regularised logistic regression fitted with L-BFGS on
+standardised features (scikit-learn). Its strength C is chosen by stratified
+cross-validation (log-loss) on the training + selection data only, never on
+the reported split. The fitted scaler is folded into the head's weights, so
+the saved model is an ordinary backbone + ``nn.Linear`` and predicts without
+scikit-learn.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from ..features import extract
+from ._base import FitContext, Strategy, register_strategy
+
+C_GRID = np.logspace(-4, 2, 13)
+
+
+@register_strategy
+class Linear(Strategy):
+    name = "linear"
+    summary = "frozen backbone, cached features, logistic regression (C by cross-validation)"
+
+    def fit(self, ctx: FitContext) -> None:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.preprocessing import StandardScaler
+
+        if ctx.data.task not in ("binary", "multiclass"):
+            raise NotImplementedError(f"linear strategy: task {ctx.data.task} is not supported yet")
+        feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size))
+        ctx.info["features_cached"] = info["cached"]
+        ctx.info["feature_seconds"] = round(info["seconds"], 3)
+        pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx])
+        X = np.asarray(feats[pool], dtype=np.float64)
+        y = ctx.data.y[pool]
+        t0 = time.perf_counter()
+        scaler = StandardScaler().fit(X)
+        Xs = scaler.transform(X)
+        folds = int(min(self.cfg.cv_folds, np.bincount(y).min()))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.8 attribute/l1_ratios transition notices
+            if folds >= 2:
+                cv = StratifiedKFold(folds, shuffle=True, random_state=self.cfg.seed)
+                clf = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="neg_log_loss", max_iter=3000, n_jobs=1)
+                clf.fit(Xs, y)
+                scores = np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
+                ctx.history.extend({"C": float(c), "cv_log_loss": float(-s)} for c, s in zip(clf.Cs_, scores))
+                best_c = float(np.ravel(clf.C_)[0])
+            else:  # a class with a single example: no CV possible, use the default strength
+                best_c = 1.0
+                clf = LogisticRegression(C=best_c, max_iter=3000).fit(Xs, y)
+        ctx.info.update({"C": best_c, "cv_folds": folds, "head_fit_seconds": round(time.perf_counter() - t0, 3)})
+        # Fold the standardisation into the linear layer: w' = w / sigma, b' = b - w' . mu
+        w = clf.coef_ / scaler.scale_[None, :]
+        b = clf.intercept_ - w @ scaler.mean_
+        with torch.no_grad():
+            ctx.head.fc.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            ctx.head.fc.bias.copy_(torch.as_tensor(b, dtype=torch.float32))

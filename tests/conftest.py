@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny real data written on the fly, tiny real models, ../shared detection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["HEADSTART_QUIET"] = "1"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def needs_shared(*parts: str):
+    """Skip cleanly when ../shared/data (or the named part) is absent, as in a user's clone."""
+    path = SHARED.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} not present (../shared is only on project machines)")
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test writes runs and caches under its own temp dir."""
+    monkeypatch.setenv("HEADSTART_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+
+
+def make_image(kind: int, rng: np.random.Generator, size: int = 40) -> Image.Image:
+    """A learnable synthetic picture: class 0 = bright disc on the left, class 1 = on the right, 2 = top."""
+    img = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    cx, cy = [(size * 0.3, size * 0.5), (size * 0.7, size * 0.5), (size * 0.5, size * 0.25)][kind]
+    cx += rng.normal(0, 2)
+    cy += rng.normal(0, 2)
+    disc = (xx - cx) ** 2 + (yy - cy) ** 2 < (size * 0.18) ** 2
+    img[disc] = np.array([220, 200 - 60 * kind, 80 + 60 * kind]) + rng.integers(0, 30, 3)
+    return Image.fromarray(img)
+
+
+def write_image_folder(root: Path, per_class: int = 12, classes: int = 2, seed: int = 0, layout: str = "flat") -> Path:
+    rng = np.random.default_rng(seed)
+    names = ["left", "right", "top"][:classes]
+    parts = {"flat": [("", per_class)], "trainval": [("train", per_class), ("val", max(2, per_class // 2))]}[layout]
+    for split, n in parts:
+        for k, name in enumerate(names):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                make_image(k, rng).save(d / f"{name}_{i}.png")
+    return root
+
+
+TOPIC_WORDS = {
+    "sport": ["goal", "match", "team", "coach", "league", "score", "player", "stadium"],
+    "food": ["bake", "recipe", "oven", "flour", "sauce", "taste", "kitchen", "spice"],
+}
+
+
+def write_text_table(path: Path, per_class: int = 20, seed: int = 0, sep: str = ",", header: bool = True) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["text" + sep + "label"] if header else []
+    for label, words in TOPIC_WORDS.items():
+        for _ in range(per_class):
+            ws = rng.choice(words, size=int(rng.integers(3, 7)))
+            lines.append(" ".join(["the"] + list(ws) + ["today"]) + sep + label)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "imgs", per_class=12)
+
+
+@pytest.fixture
+def text_csv(tmp_path: Path) -> Path:
+    return write_text_table(tmp_path / "texts.csv")

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from headstart.data import decode_image, load_data
+from headstart.errors import DataError
+from tests.conftest import write_image_folder
+
+
+def test_flat_folder_is_split_stratified(image_folder: Path) -> None:
+    ds = load_data(image_folder, seed=0, test_fraction=0.25, val_fraction=0.2)
+    assert ds.modality == "image" and ds.task == "binary" and ds.classes == ["left", "right"]
+    assert np.bincount(ds.y[ds.test_idx]).tolist() == [3, 3]
+    assert ds.items[0].dtype == np.uint8 and ds.items[0].shape == (40, 40, 3)
+
+
+def test_train_val_layout_reports_on_val_and_selects_on_train_part(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "tv", per_class=10, layout="trainval")
+    ds = load_data(root, val_fraction=0.2)
+    assert all("/val/" in ds.refs[i] for i in ds.test_idx)  # val/ is what gets reported
+    assert all("/train/" in ds.refs[i] for i in np.concatenate([ds.train_idx, ds.val_idx]))
+    assert len(ds.val_idx) == 4  # 20% of train/ held out for selection
+
+
+def test_validation_folder_name_and_test_folder(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "tvt", per_class=8, layout="trainval")
+    (root / "val").rename(root / "validation")
+    write_image_folder(root / "test", per_class=3)
+    ds = load_data(root)
+    assert all("/test/" in ds.refs[i] for i in ds.test_idx)
+    assert all("/validation/" in ds.refs[i] for i in ds.val_idx)
+
+
+def test_unreadable_file_skipped_with_count_or_strict_error(image_folder: Path) -> None:
+    bad = image_folder / "left" / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    ds = load_data(image_folder)
+    assert len(ds.skipped) == 1 and ds.skipped[0][0] == str(bad)
+    assert len(ds.items) == 24
+    with pytest.raises(DataError, match=r"broken\.jpg: cannot decode image"):
+        load_data(image_folder, strict=True)
+
+
+def test_truncated_jpeg_is_skipped(image_folder: Path) -> None:
+    good = image_folder / "left" / "left_0.png"
+    Image.open(good).save(image_folder / "left" / "t.jpg", quality=90)
+    data = (image_folder / "left" / "t.jpg").read_bytes()
+    (image_folder / "left" / "t.jpg").write_bytes(data[: len(data) // 2])
+    ds = load_data(image_folder)
+    assert [Path(s[0]).name for s in ds.skipped] == ["t.jpg"]
+
+
+def test_empty_class_folder_is_an_error(image_folder: Path) -> None:
+    (image_folder / "empty").mkdir()
+    with pytest.raises(DataError, match=r"empty: class folder has no image files"):
+        load_data(image_folder)
+
+
+def test_single_class_folder_is_an_error(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "one", per_class=4, classes=2)
+    import shutil
+
+    shutil.rmtree(root / "right")
+    with pytest.raises(DataError, match="only one class"):
+        load_data(root)
+
+
+def test_class_only_in_val_is_an_error(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "tv", per_class=6, layout="trainval")
+    (root / "val" / "extra").mkdir()
+    Image.new("RGB", (10, 10)).save(root / "val" / "extra" / "x.png")
+    with pytest.raises(DataError, match=r"label 'extra' appears in the test data but never in training"):
+        load_data(root)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "CMYK", "I;16", "LA", "1"])
+def test_decode_any_mode_to_rgb(tmp_path: Path, mode: str) -> None:
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3)).astype(np.uint8))
+    if mode == "I;16":
+        im = Image.fromarray((np.arange(600).reshape(20, 30) * 100).astype(np.uint16))
+    else:
+        im = rgb.convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    im.save(path)
+    arr = decode_image(path)
+    assert arr.shape == (20, 30, 3) and arr.dtype == np.uint8
+
+
+def test_png_named_jpg_and_large_images_are_downscaled(tmp_path: Path) -> None:
+    p = tmp_path / "really_png.jpg"
+    Image.new("RGB", (1000, 600), (10, 20, 30)).save(p, format="PNG")
+    arr = decode_image(p, max_side=300)
+    assert arr.shape == (300, 500, 3)
+
+
+def test_unicode_and_spaces_in_paths(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "dossier élève" / "données 1", per_class=5)
+    (root / "left").rename(root / "gauche à")
+    ds = load_data(root)
+    assert "gauche à" in ds.classes
+
+
+def test_digits_builtin() -> None:
+    ds = load_data("digits", seed=0)
+    assert ds.num_classes == 10 and ds.items[0].shape == (8, 8, 3)
+    assert len(ds.train_idx) + len(ds.val_idx) + len(ds.test_idx) == 1797

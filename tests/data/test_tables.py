@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from headstart.data import load_data, read_table
+from headstart.errors import DataError
+
+
+def test_tsv_with_header_label_first_crlf(tmp_path: Path) -> None:
+    # SST-2's layout: label first, header, CRLF line ends.
+    p = tmp_path / "sst.tsv"
+    rows = ["label\tsentence"] + [f"{i % 2}\tsentence number {i} , with a comma" for i in range(10)]
+    p.write_bytes("\r\n".join(rows).encode() + b"\r\n")
+    texts, labels, refs = read_table(p)
+    assert len(texts) == 10
+    assert texts[0] == "sentence number 0 , with a comma"
+    assert labels[:2] == ["0", "1"]
+    assert refs[0].endswith("sst.tsv:2")  # line 1 is the header
+
+
+def test_headerless_tsv_label_first_is_detected(tmp_path: Path) -> None:
+    # SMS spam's layout: no header, label<TAB>text.
+    p = tmp_path / "sms.txt"
+    p.write_text("ham\thello there how are you\nspam\tWIN a prize now call\nham\tsee you at eight\nham\tok\n")
+    texts, labels, refs = read_table(p)
+    assert labels == ["ham", "spam", "ham", "ham"]
+    assert texts[1] == "WIN a prize now call"
+    assert refs[0].endswith("sms.txt:1")
+
+
+def test_csv_columns_detected_and_overridable(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("id,body,topic\n1,a long text about cats,pets\n2,another long text on dogs,pets\n3,stocks went up,money\n")
+    texts, labels, _ = read_table(p)
+    assert labels == ["pets", "pets", "money"] and texts[2] == "stocks went up"
+    texts, labels, _ = read_table(p, text_col="topic", label_col="id")
+    assert labels == ["1", "2", "3"]
+
+
+def test_unknown_column_names_columns(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nhi,a\nho,b\n")
+    with pytest.raises(DataError, match=r"--label-col 'lbl' is not a column; columns are: text, label"):
+        read_table(p, label_col="lbl")
+
+
+def test_missing_label_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\nfine,a\nno label here,\nok,b\n")
+    with pytest.raises(DataError, match=r"t\.csv:3: missing label"):
+        read_table(p)
+
+
+def test_empty_text_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text('text,label\nfine,a\n"   ",b\nok,b\n')
+    with pytest.raises(DataError, match=r"t\.csv:3: empty text"):
+        read_table(p)
+
+
+def test_jsonl_and_parquet(tmp_path: Path) -> None:
+    df = pd.DataFrame({"text": ["good film", "bad film", "great", "awful"], "label": [1, 0, 1, 0]})
+    df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    df.to_parquet(tmp_path / "d.parquet")
+    for name in ("d.jsonl", "d.parquet"):
+        texts, labels, _ = read_table(tmp_path / name)
+        assert texts == df.text.tolist() and labels == ["1", "0", "1", "0"]
+
+
+def test_single_class_is_an_error(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("text,label\na b,x\nc d,x\ne f,x\n")
+    with pytest.raises(DataError, match="only one class"):
+        load_data(p)
+
+
+def test_label_only_in_test_file(tmp_path: Path, text_csv: Path) -> None:
+    extra = tmp_path / "test.csv"
+    extra.write_text("text,label\nthe goal match,sport\nweird,unicorn\n")
+    with pytest.raises(DataError, match=r"test\.csv:3: label 'unicorn' appears in the test data but never in training"):
+        load_data(text_csv, test=extra)
+
+
+def test_splits_are_disjoint_stratified_and_seeded(text_csv: Path) -> None:
+    a = load_data(text_csv, seed=1, test_fraction=0.25, val_fraction=0.2)
+    b = load_data(text_csv, seed=1, test_fraction=0.25, val_fraction=0.2)
+    c = load_data(text_csv, seed=2, test_fraction=0.25, val_fraction=0.2)
+    sets = [set(a.train_idx), set(a.val_idx), set(a.test_idx)]
+    assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])
+    assert sum(map(len, sets)) == len(a.items) == 40
+    assert np.bincount(a.y[a.test_idx]).tolist() == [5, 5]  # 25% of each class
+    assert np.array_equal(a.test_idx, b.test_idx) and not np.array_equal(a.test_idx, c.test_idx)
+
+
+def test_budget_options_only_shrink_training(text_csv: Path) -> None:
+    full = load_data(text_csv, seed=0)
+    few = load_data(text_csv, seed=0, labels_per_class=3)
+    assert np.bincount(few.y[few.train_idx]).tolist() == [3, 3]
+    assert np.array_equal(full.test_idx, few.test_idx) and np.array_equal(full.val_idx, few.val_idx)
+    sized = load_data(text_csv, seed=0, train_size=10)
+    assert len(sized.train_idx) == 10 and np.bincount(sized.y[sized.train_idx]).tolist() == [5, 5]
+
+
+def test_explicit_test_file_is_the_reported_split(tmp_path: Path, text_csv: Path) -> None:
+    from tests.conftest import write_text_table
+
+    extra = write_text_table(tmp_path / "held.csv", per_class=4, seed=9)
+    ds = load_data(text_csv, test=extra)
+    assert len(ds.test_idx) == 8 and all(ds.refs[i].startswith(str(extra)) for i in ds.test_idx)
+    assert len(ds.train_idx) + len(ds.val_idx) == 40
