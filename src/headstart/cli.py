@@ -77,11 +77,10 @@ def _fit_signature() -> inspect.Signature:
 
 @_user_errors
 def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any) -> None:
-    from click.core import ParameterSource
-
     from . import _fit as fitmod
 
-    given = {k: v for k, v in flags.items() if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+    # Typer may bundle its own click: compare the source by name, not by enum identity.
+    given = {k: v for k, v in flags.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     if config is None:
         given = flags  # no YAML: every flag (given or default) is the config
     run = fitmod.fit(data, config=config, **given)

@@ -57,7 +57,7 @@ class FitConfig:
     test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part.")
     train_size: int | None = _opt(None, "Use only this many training examples (stratified sample).")
     labels_per_class: int | None = _opt(None, "Use only this many training examples per class.")
-    epochs: int | None = _opt(None, "Training epochs (default: 15 for images, 3 for text; more on small data).")
+    epochs: int | None = _opt(None, "Training epochs (default: 10 for images, 3 for text; more on small data).")
     batch_size: int = _opt(32, "Batch size.")
     lr: float | None = _opt(None, "Peak learning rate of the top layers (default: 2e-3 images, 1e-4 text).")
     weight_decay: float = _opt(0.05, "AdamW weight decay.")
@@ -116,15 +116,15 @@ class FitConfig:
     def resolved(self, modality: str, n_train: int = 0) -> FitConfig:
         """Fill the data-dependent defaults (recorded in the run's config.yaml).
 
-        Epochs: 3 for text and 15 for images, raised on small data so that the
-        optimiser takes at least ~60 (text) / ~100 (images) steps, at most 50 epochs.
+        Epochs: 3 for text and 10 for images, raised on small data so that the
+        optimiser takes at least ~60 (text) / ~70 (images) steps, at most 50 epochs.
         """
         text = modality == "text"
         changes: dict[str, Any] = {}
         if self.model == "auto":
             changes["model"] = "minilm" if text else "timm:resnet18"
         if self.epochs is None:
-            base, min_steps = (3, 60) if text else (15, 100)
+            base, min_steps = (3, 60) if text else (10, 70)
             steps_per_epoch = max(1, -(-n_train // self.batch_size))
             changes["epochs"] = int(min(50, max(base, -(-min_steps // steps_per_epoch))))
         if self.lr is None:

