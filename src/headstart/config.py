@@ -57,12 +57,15 @@ class FitConfig:
     test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part.")
     train_size: int | None = _opt(None, "Use only this many training examples (stratified sample).")
     labels_per_class: int | None = _opt(None, "Use only this many training examples per class.")
-    epochs: int | None = _opt(None, "Training epochs (default: 10 for images, 3 for text; more on small data).")
+    epochs: int | None = _opt(None, "Training epochs (default: 10 for images, 2 for text; more on small data).")
     batch_size: int = _opt(32, "Batch size.")
     lr: float | None = _opt(None, "Peak learning rate of the top layers (default: 2e-3 images, 1e-4 text).")
     weight_decay: float = _opt(0.05, "AdamW weight decay.")
     warmup: float = _opt(0.1, "Fraction of the training steps used for linear warm-up before cosine decay.")
-    layer_decay: float = _opt(0.7, "Discriminative LR: each layer group below the top gets this factor more.")
+    layer_decay: float | None = _opt(
+        None, "Discriminative LR: each layer group below the head gets this factor more (default 0.7 images, 0.9 text)."
+    )
+    head_init: str = _opt("random", "finetune: start the new head at random, or from the linear probe ('linear').")
     head_lr_mult: float = _opt(10.0, "The new head learns this many times faster than --lr (finetune).")
     freeze: int = _opt(0, "Freeze the lowest N layer groups (their BatchNorm stays in eval mode).")
     label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
@@ -91,7 +94,7 @@ class FitConfig:
             raise bad("epochs", f"{self.epochs} must be at least 1")
         if self.lr is not None and not self.lr > 0:
             raise bad("lr", f"{self.lr} must be positive")
-        if not 0.0 < self.layer_decay <= 1.0:
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise bad("layer_decay", f"{self.layer_decay} must be in (0, 1]")
         if not self.head_lr_mult > 0:
             raise bad("head_lr_mult", f"{self.head_lr_mult} must be positive")
@@ -103,6 +106,8 @@ class FitConfig:
             raise bad("freeze", f"{self.freeze} must be >= 0")
         if self.augment not in AUGMENT_PRESETS:
             raise bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
+        if self.head_init not in ("random", "linear"):
+            raise bad("head_init", f"'{self.head_init}' is not one of random, linear")
         if self.header not in HEADER_MODES:
             raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         for name in ("train_size", "labels_per_class"):
@@ -116,7 +121,7 @@ class FitConfig:
     def resolved(self, modality: str, n_train: int = 0) -> FitConfig:
         """Fill the data-dependent defaults (recorded in the run's config.yaml).
 
-        Epochs: 3 for text and 10 for images, raised on small data so that the
+        Epochs: 2 for text and 10 for images, raised on small data so that the
         optimiser takes at least ~60 (text) / ~70 (images) steps, at most 50 epochs.
         """
         text = modality == "text"
@@ -124,11 +129,13 @@ class FitConfig:
         if self.model == "auto":
             changes["model"] = "minilm" if text else "timm:resnet18"
         if self.epochs is None:
-            base, min_steps = (3, 60) if text else (10, 70)
+            base, min_steps = (2, 60) if text else (10, 70)
             steps_per_epoch = max(1, -(-n_train // self.batch_size))
             changes["epochs"] = int(min(50, max(base, -(-min_steps // steps_per_epoch))))
         if self.lr is None:
             changes["lr"] = 1e-4 if text else 2e-3
+        if self.layer_decay is None:
+            changes["layer_decay"] = 0.9 if text else 0.7
         if self.augment == "auto":
             changes["augment"] = "none" if text else "standard"
         return dataclasses.replace(self, **changes)

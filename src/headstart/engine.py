@@ -151,7 +151,9 @@ class StrategyModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         groups = self.strategy.param_groups(self.lr)
-        opt = torch.optim.AdamW(groups, lr=self.lr)
+        # The fused kernel (CPU and CUDA) takes a third of the optimiser time of the for-each one.
+        fused = all(p.dtype.is_floating_point for g in groups for p in g["params"])
+        opt = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(self.total_steps, self.warmup))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -238,7 +240,8 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
         module.to(memory_format=torch.channels_last)  # matches the batches ImageBatcher builds
     module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
     t0 = time.perf_counter()
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if cfg.resume and ckpt.is_file() else None)
+    resume = cfg.resume and ckpt.is_file()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if resume else None, weights_only=True if resume else None)
     seconds = time.perf_counter() - t0
     if cfg.restore_best:
         best.restore(module)

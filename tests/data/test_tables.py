@@ -100,9 +100,13 @@ def test_budget_options_only_shrink_training(text_csv: Path) -> None:
     full = load_data(text_csv, seed=0)
     few = load_data(text_csv, seed=0, labels_per_class=3)
     assert np.bincount(few.y[few.train_idx]).tolist() == [3, 3]
-    assert np.array_equal(full.test_idx, few.test_idx) and np.array_equal(full.val_idx, few.val_idx)
-    sized = load_data(text_csv, seed=0, train_size=10)
-    assert len(sized.train_idx) == 10 and np.bincount(sized.y[sized.train_idx]).tolist() == [5, 5]
+    # the same reported examples whatever the budget; too few labels for a selection split
+    assert [full.refs[i] for i in full.test_idx] == [few.refs[i] for i in few.test_idx]
+    assert len(few.val_idx) == 0
+    assert len(few.items) == 6 + len(few.test_idx)  # unused examples are dropped
+    sized = load_data(text_csv, seed=0, train_size=12, val_fraction=0.2)
+    # the selection split comes out of the budget: 12 labeled examples in all
+    assert len(sized.train_idx) + len(sized.val_idx) == 12 and np.bincount(sized.y[sized.val_idx]).tolist() == [1, 1]
 
 
 def test_explicit_test_file_is_the_reported_split(tmp_path: Path, text_csv: Path) -> None:

@@ -61,6 +61,13 @@ def _finish(
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
         train_size=train_size, labels_per_class=labels_per_class,
     )
+    used = np.sort(np.concatenate([train_idx, val_idx, test_idx]))
+    if len(used) < len(items):  # a budget left examples unused: drop them (feature extraction is per dataset)
+        remap = np.full(len(items), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        items, y = [items[i] for i in used], y[used]
+        refs, keys = [refs[i] for i in used], [keys[i] for i in used]
+        train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
     ds = Dataset(
         modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,

@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import DataError
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
+MIN_PER_CLASS_FOR_VAL = 5  # below this, holding out examples for selection costs more than it tells
 
 
 @dataclass
@@ -149,19 +150,29 @@ def make_splits(
     """Decide train/val/test indices from what the data layout provides.
 
     ``pool`` is the training part of the layout; ``test`` the part to report on
-    (None: carve it from the pool); ``val`` an explicit selection split (None:
-    carve ``val_fraction`` of the training pool, so that the reported split is
-    never used to choose anything).
+    (None: carve ``test_fraction`` of the pool first, so every budget is
+    reported on the same examples). A label budget (``labels_per_class``,
+    ``train_size``) is then drawn from the pool, and the selection split
+    (``val``; None: ``val_fraction`` carved from the budget) comes out of that
+    budget: with 8 labels per class there are 8 labeled examples in all, as
+    for a user who has 8. When some class has fewer than `MIN_PER_CLASS_FOR_VAL`
+    examples no selection split is carved; strategies then select by
+    cross-validation or use their fixed schedule.
     """
     rng = np.random.default_rng(seed)
     if test is None:
         pool, test = stratified_holdout(y, pool, test_fraction, rng)
-    if val is None:
-        pool, val = stratified_holdout(y, pool, val_fraction, rng) if val_fraction > 0 else (pool, pool[:0])
     if labels_per_class is not None:
         pool = per_class_subset(y, pool, labels_per_class, rng)
     if train_size is not None:
         pool = sized_subset(y, pool, train_size, rng)
+    if val is None:
+        smallest = np.bincount(y[pool]).astype(float)
+        smallest = smallest[smallest > 0].min() if len(pool) else 0
+        if val_fraction > 0 and smallest >= MIN_PER_CLASS_FOR_VAL:
+            pool, val = stratified_holdout(y, pool, val_fraction, rng)
+        else:
+            val = pool[:0]
     return pool, val, test
 
 

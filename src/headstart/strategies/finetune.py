@@ -18,13 +18,25 @@ from typing import Any
 from ..backbones import Backbone
 from ..data import Dataset
 from ..heads import Head
-from ._base import Strategy, register_strategy, with_weight_decay
+from ._base import FitContext, Strategy, register_strategy, with_weight_decay
 
 
 @register_strategy
 class FineTune(Strategy):
     name = "finetune"
     summary = "fine-tune backbone + new head; freeze lowest groups, layer-wise LR decay, warm-up + cosine"
+
+    def fit(self, ctx: FitContext) -> None:
+        if self.cfg.head_init == "linear":
+            # Start from the cross-validated linear probe on cached features instead of a random
+            # head, so early gradients do not distort the pretrained features (Kumar et al., 2022,
+            # https://arxiv.org/abs/2202.10054).
+            from .linear import Linear
+
+            Linear(self.cfg).fit(ctx)
+            ctx.info["linear_probe_C"] = ctx.info.pop("C")
+            ctx.history.clear()
+        super().fit(ctx)
 
     def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
         super().setup(backbone, head, data)
