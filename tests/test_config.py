@@ -30,6 +30,6 @@ def test_yaml_round_trip(tmp_path) -> None:
 def test_resolved_defaults_depend_on_modality_and_size() -> None:
     t = FitConfig(data="d").resolved("text", n_train=5000)
     i = FitConfig(data="d").resolved("image", n_train=100)
-    assert (t.model, t.epochs, t.lr, t.augment, t.layer_decay) == ("minilm", 2, 1e-4, "none", 0.9)
+    assert (t.model, t.epochs, t.lr, t.augment, t.layer_decay) == ("minilm", 2, 1e-4, "none", 1.0)
     assert (i.epochs, i.augment) == (18, "standard")  # 4 steps/epoch: raised to reach ~70 steps
     assert FitConfig(data="d").resolved("text", n_train=12).epochs == 50

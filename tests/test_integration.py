@@ -61,7 +61,8 @@ def test_cifar_resnet_checkpoints_load_every_tensor(name: str, file: str, recwar
 def test_sst2_subset_with_minilm_linear() -> None:
     run = headstart.fit(SST2 / "train.tsv", test=str(SST2 / "dev.tsv"), model="minilm", strategy="linear",
                         train_size=600, out="runs/sst")
-    assert run.metrics["data"]["n_test"] == 872 and run.metrics["data"]["n_train"] == 600
+    d = run.metrics["data"]
+    assert d["n_test"] == 872 and d["n_train"] + d["n_val"] == 600  # the selection split comes out of the 600
     assert run.metrics["test"]["accuracy"] >= 0.72
     preds = run.predict(["a wonderful , moving film", "a dull , lifeless mess"])
     assert [p["label"] for p in preds] == ["1", "0"]

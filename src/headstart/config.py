@@ -63,7 +63,7 @@ class FitConfig:
     weight_decay: float = _opt(0.05, "AdamW weight decay.")
     warmup: float = _opt(0.1, "Fraction of the training steps used for linear warm-up before cosine decay.")
     layer_decay: float | None = _opt(
-        None, "Discriminative LR: each layer group below the head gets this factor more (default 0.7 images, 0.9 text)."
+        None, "Discriminative LR: each layer group below the head gets this factor more (default 0.7 images, 1.0 = none for text)."
     )
     head_init: str = _opt("random", "finetune: start the new head at random, or from the linear probe ('linear').")
     head_lr_mult: float = _opt(10.0, "The new head learns this many times faster than --lr (finetune).")
@@ -135,7 +135,7 @@ class FitConfig:
         if self.lr is None:
             changes["lr"] = 1e-4 if text else 2e-3
         if self.layer_decay is None:
-            changes["layer_decay"] = 0.9 if text else 0.7
+            changes["layer_decay"] = 1.0 if text else 0.7
         if self.augment == "auto":
             changes["augment"] = "none" if text else "standard"
         return dataclasses.replace(self, **changes)

@@ -34,6 +34,7 @@ for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=r".*validation_step` but have no `val_dataloader.*")  # no selection split
 
 CHECKPOINT_EVERY = timedelta(seconds=60)  # resume point for interrupted runs; not every epoch (a text model is ~300 MB with AdamW state)
 
