@@ -8,6 +8,6 @@ from headstart.demo import run_demo
 def test_demo_smallest_budget_transfer_beats_scratch() -> None:
     results = run_demo("runs/demo", budgets=(2,))
     acc = {r.strategy: r.accuracy for r in results}
-    assert results[0].n_train == 12  # 2 labels x 6 topics
+    assert results[0].n_labeled == 12  # 2 labels x 6 topics, no selection split
     assert acc["linear"] > acc["scratch"] + 0.3
     assert acc["finetune"] > acc["scratch"] + 0.3

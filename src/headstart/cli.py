@@ -178,10 +178,10 @@ def demo(
     err.print("headstart demo: 6-topic sentence classification, 30% held out; fitting 9 models offline ...")
     results = run_demo(out_dir, seed=seed)
     table = Table(title="transfer learning on a small text set (held-out accuracy)")
-    for col in ("labels/class", "train n", "model", "strategy", "accuracy", "seconds"):
-        table.add_column(col, justify="right" if col in ("accuracy", "seconds", "train n") else "left")
+    for col in ("labels/class", "labeled n", "model", "strategy", "accuracy", "seconds"):
+        table.add_column(col, justify="right" if col in ("accuracy", "seconds", "labeled n") else "left")
     for r in results:
-        table.add_row(r.budget, str(r.n_train), r.model, r.strategy, f"{r.accuracy:.3f}", f"{r.seconds:.1f}")
+        table.add_row(r.budget, str(r.n_labeled), r.model, r.strategy, f"{r.accuracy:.3f}", f"{r.seconds:.1f}")
     out.print(table)
     out.print(f"runs: {out_dir}/  (each has report.html, metrics.json, model.safetensors)")
 

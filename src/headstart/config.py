@@ -71,7 +71,7 @@ class FitConfig:
     label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
     dropout: float = _opt(0.0, "Dropout before the head.")
     augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
-    restore_best: bool = _opt(True, "Keep the epoch with the lowest held-out loss (else the last epoch).")
+    restore_best: bool = _opt(False, "Keep the epoch with the lowest selection-split loss (default: the last epoch of the schedule).")
     patience: int = _opt(0, "Early stopping patience in epochs on the held-out loss (0 = run all epochs).")
     max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
     cv_folds: int = _opt(5, "Cross-validation folds used by `linear` to choose its regularisation strength.")

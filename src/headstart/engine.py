@@ -215,8 +215,9 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
                          seed=cfg.seed) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
     module = StrategyModule(strategy, total_steps)
+    restore = (cfg.restore_best or cfg.patience > 0) and val_dl is not None  # early stopping returns the best epoch
     best = _BestWeights()
-    callbacks: list[Callback] = [_History(ctx.history), best,
+    callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []),
                                  ModelCheckpoint(dirpath=ctx.run_dir / "checkpoints", filename="last", save_top_k=1,
                                                  train_time_interval=CHECKPOINT_EVERY, enable_version_counter=False)]
     if cfg.patience > 0 and val_dl is not None:
@@ -244,12 +245,12 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     resume = cfg.resume and ckpt.is_file()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if resume else None, weights_only=True if resume else None)
     seconds = time.perf_counter() - t0
-    if cfg.restore_best:
+    if restore:
         best.restore(module)
     epochs_run = trainer.current_epoch
     ctx.info.update({
         "epochs_run": int(epochs_run),
-        "best_epoch": best.epoch if cfg.restore_best else epochs_run,
+        "best_epoch": best.epoch if restore else epochs_run,
         "train_seconds": round(seconds, 2),
         "samples_per_second": round(len(tr_items) * max(1, epochs_run) / max(seconds, 1e-9), 1),
         "trainable_parameters": int(sum(p.numel() for p in module.parameters() if p.requires_grad)),

@@ -31,7 +31,8 @@ def test_strategy_learns_text(strategy: str, text_csv: Path) -> None:
 @pytest.mark.parametrize("strategy", list_strategies())
 def test_strategy_learns_images(strategy: str, tmp_path: Path) -> None:
     data = write_image_folder(tmp_path / "imgs", per_class=30)
-    run = headstart.fit(data, model="scratch:cnn@32", strategy=strategy, out=f"runs/{strategy}", epochs=8, cv_folds=3)
+    # 15 epochs x 2 steps: fewer leave a random-init network's BatchNorm statistics unsettled
+    run = headstart.fit(data, model="scratch:cnn@32", strategy=strategy, out=f"runs/{strategy}", epochs=15, cv_folds=3)
     assert run.metrics["test"]["accuracy"] >= 0.75
     assert json.loads((run.path / "labels.json").read_text())["classes"] == ["left", "right"]
 
