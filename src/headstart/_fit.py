@@ -151,7 +151,7 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
             rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
     if "val" in m:
         rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
-    for k in ("best_epoch", "epochs_run", "C", "features_cached", "samples_per_second", "wall_seconds", "skipped_files"):
+    for k in ("kept_epoch", "epochs_run", "C", "features_cached", "samples_per_second", "wall_seconds", "skipped_files"):
         if k in fit_info:
             rows.append((k.replace("_", " "), str(fit_info[k])))
     return rows

@@ -250,7 +250,7 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     epochs_run = trainer.current_epoch
     ctx.info.update({
         "epochs_run": int(epochs_run),
-        "best_epoch": best.epoch if restore else epochs_run,
+        "kept_epoch": best.epoch if restore else epochs_run,  # the epoch whose weights were saved
         "train_seconds": round(seconds, 2),
         "samples_per_second": round(len(tr_items) * max(1, epochs_run) / max(seconds, 1e-9), 1),
         "trainable_parameters": int(sum(p.numel() for p in module.parameters() if p.requires_grad)),

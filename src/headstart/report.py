@@ -37,7 +37,8 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | No
             for split in ("train", "val"):
                 vals = [r.get(f"{split}_{key}") for r in history]
                 if any(v is not None for v in vals):
-                    ax.plot(ep, [np.nan if v is None else v for v in vals], marker=".", label=split)
+                    ax.plot(ep, [np.nan if v is None else v for v in vals], marker=".",
+                            label="selection split" if split == "val" else split)
             ax.set(xlabel="epoch", ylabel=key, title=f"{key} per epoch")
             ax.legend()
     fig.tight_layout()
