@@ -79,6 +79,7 @@ class FitConfig:
     threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
     cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
+    checkpoint_every: float = _opt(60.0, "Seconds of training between resume checkpoints (checkpoints/last.ckpt).")
 
     def __post_init__(self) -> None:
         def bad(name: str, msg: str) -> ConfigError:
@@ -114,6 +115,8 @@ class FitConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise bad(name, f"{v} must be at least 1")
+        if not self.checkpoint_every > 0:
+            raise bad("checkpoint_every", f"{self.checkpoint_every} must be positive")
         if self.cv_folds < 2:
             raise bad("cv_folds", f"{self.cv_folds} must be at least 2")
 

@@ -36,7 +36,6 @@ warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the st
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*validation_step` but have no `val_dataloader.*")  # no selection split
 
-CHECKPOINT_EVERY = timedelta(seconds=60)  # resume point for interrupted runs; not every epoch (a text model is ~300 MB with AdamW state)
 
 
 class _Examples(Dataset):
@@ -183,6 +182,13 @@ class _History(Callback):
         row["seconds"] = round(time.perf_counter() - self.t0, 2)
         self.rows.append(row)
 
+    # Saved in Lightning checkpoints, so a resumed run keeps the epochs before the interruption.
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows[:] = [dict(r) for r in state.get("rows", [])]
+
 
 class _BestWeights(Callback):
     """Keep the weights of the epoch with the lowest selection loss; restore them at the end."""
@@ -219,7 +225,9 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     best = _BestWeights()
     callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []),
                                  ModelCheckpoint(dirpath=ctx.run_dir / "checkpoints", filename="last", save_top_k=1,
-                                                 train_time_interval=CHECKPOINT_EVERY, enable_version_counter=False)]
+                                                 # time-based, not every epoch: a text model + AdamW state is ~270 MB
+                                                 train_time_interval=timedelta(seconds=cfg.checkpoint_every),
+                                                 enable_version_counter=False)]
     if cfg.patience > 0 and val_dl is not None:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     show = not quiet()
