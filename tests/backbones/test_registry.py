@@ -128,3 +128,34 @@ def test_run_backbone_carries_the_earlier_runs_weights(tiny_run_dir: Path) -> No
     for (k, v), (k2, v2) in zip(run.backbone.state_dict().items(), bb.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert torch.equal(bb.source_head.fc.weight, run.head.fc.weight)
+
+
+def test_timm_local_weights_and_offline_hub_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(1)
+    src = timm.create_model("test_resnet", pretrained=False)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    bb = build_backbone("timm:test_resnet", weights=str(tmp_path / "w.safetensors"))
+    theirs = src.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in bb.net.state_dict().items())
+    assert torch.equal(bb.source_head.weight, src.get_classifier().weight)
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)  # read at import time; fail fast, no network wait
+    with pytest.raises(headstart.HeadstartError, match="--weights FILE for a local checkpoint, or --no-pretrained"):
+        build_backbone("timm:test_resnet", pretrained=True)
+
+
+def test_hf_run_reloads_from_its_own_folder(tiny_hf_dir: Path, text_csv: Path) -> None:
+    """A text run carries its tokenizer/config: it loads and predicts without the source folder."""
+    import shutil
+
+    local = Path("tiny-model")
+    shutil.copytree(tiny_hf_dir, local)
+    run = headstart.fit(text_csv, model=f"hf:{local}", strategy="linear", out="runs/hf", cv_folds=3)
+    before = run.predict_proba(["the coach and the team", "flour in the oven"])
+    shutil.rmtree(local)
+    again = headstart.load(run.path)
+    assert np.allclose(again.predict_proba(["the coach and the team", "flour in the oven"]), before, atol=1e-6)
