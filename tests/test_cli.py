@@ -37,6 +37,16 @@ def test_fit_and_predict_images_folder(tmp_path: Path) -> None:
     res = _ok(["predict", "runs/i", str(data / "left"), str(data / "right" / "right_0.png")])
     rows = [json.loads(line) for line in res.output.strip().splitlines()]
     assert len(rows) == 11 and rows[-1]["input"].endswith("right_0.png")
+    (data / "list.csv").write_text("path\nleft/left_1.png\nright/right_2.png\n")
+    res = _ok(["predict", "runs/i", str(data / "list.csv")])
+    rows = [json.loads(line) for line in res.output.strip().splitlines()]
+    assert [Path(r["input"]).name for r in rows] == ["left_1.png", "right_2.png"]
+    (data / "bare.txt").write_text("left/left_1.png\nright/right_2.png\n")  # no header
+    rows = [json.loads(line) for line in _ok(["predict", "runs/i", str(data / "bare.txt")]).output.strip().splitlines()]
+    assert [Path(r["input"]).name for r in rows] == ["left_1.png", "right_2.png"]
+    (data / "bad.csv").write_text("path\nleft/missing.png\n")
+    res = runner.invoke(app, ["predict", "runs/i", str(data / "bad.csv")])
+    assert res.exit_code == 2 and "bad.csv:2: image 'left/missing.png' not found" in " ".join(res.output.split())
 
 
 def test_existing_run_is_not_overwritten(text_csv: Path) -> None:
