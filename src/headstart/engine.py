@@ -15,14 +15,13 @@ import logging
 import math
 import time
 import warnings
-from datetime import timedelta
 from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -190,6 +189,26 @@ class _History(Callback):
         self.rows[:] = [dict(r) for r in state.get("rows", [])]
 
 
+class _ResumePoint(Callback):
+    """checkpoints/last.ckpt at the end of an epoch, at most every ``every`` seconds.
+
+    Epoch ends only: a checkpoint from the middle of an epoch would resume with that
+    epoch half-seen and its history row lost. Written to a temp file, then renamed.
+    """
+
+    def __init__(self, path: Any, every: float):
+        self.path, self.every, self.last = path, every, time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if time.monotonic() - self.last < self.every or trainer.current_epoch + 1 >= trainer.max_epochs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        trainer.save_checkpoint(tmp)
+        tmp.replace(self.path)
+        self.last = time.monotonic()
+
+
 class _BestWeights(Callback):
     """Keep the weights of the epoch with the lowest selection loss; restore them at the end."""
 
@@ -223,11 +242,11 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     module = StrategyModule(strategy, total_steps)
     restore = (cfg.restore_best or cfg.patience > 0) and val_dl is not None  # early stopping returns the best epoch
     best = _BestWeights()
+    ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
+    # History first: the resume point saves its state, so the row of the epoch just ended must be in it.
+    # Time-throttled, not every epoch: a text model + AdamW state is ~270 MB.
     callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []),
-                                 ModelCheckpoint(dirpath=ctx.run_dir / "checkpoints", filename="last", save_top_k=1,
-                                                 # time-based, not every epoch: a text model + AdamW state is ~270 MB
-                                                 train_time_interval=timedelta(seconds=cfg.checkpoint_every),
-                                                 enable_version_counter=False)]
+                                 _ResumePoint(ckpt, cfg.checkpoint_every)]
     if cfg.patience > 0 and val_dl is not None:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     show = not quiet()
@@ -241,11 +260,11 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
         callbacks=callbacks,
         enable_progress_bar=show,
         enable_model_summary=False,
+        enable_checkpointing=False,  # _ResumePoint writes the one checkpoint a resume needs
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_dl))),
         deterministic=False,
     )
-    ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
     if ctx.backbone.modality == "image":
         module.to(memory_format=torch.channels_last)  # matches the batches ImageBatcher builds
     module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
