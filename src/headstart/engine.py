@@ -10,7 +10,6 @@ progress bar and seeding.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -221,7 +220,7 @@ class _BestWeights(Callback):
         loss = float(trainer.callback_metrics["val_loss"])
         if loss < self.best:
             self.best, self.epoch = loss, trainer.current_epoch + 1
-            self.state = copy.deepcopy({k: v.detach().cpu() for k, v in module.state_dict().items()})
+            self.state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
     def restore(self, module: L.LightningModule) -> None:
         if self.state is not None:

@@ -5,30 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from ._progress import track
+from .features import run_batches
 
 
-@torch.inference_mode()
 def predict_outputs(backbone: Any, head: Any, items: list[Any], batch_size: int = 64) -> np.ndarray:
     """Class probabilities [N, C] (values for regression), in the order of ``items``."""
-    backbone.eval()
     head.eval()
-    batcher = backbone.preprocess(train=False)
-    order = np.arange(len(items))
-    if backbone.modality == "text" and hasattr(batcher, "lengths"):
-        order = np.argsort(np.asarray(batcher.lengths(items)), kind="stable")
-    out: np.ndarray | None = None
-    starts = range(0, len(items), batch_size)
-    for s in track(starts, len(starts), "predicting", min_total=3):
-        idx = order[s : s + batch_size]
-        batch = batcher([items[i] for i in idx])
-        probs = head.outputs(head(backbone.forward_features(batch))).float().numpy()
-        if out is None:
-            out = np.empty((len(items), probs.shape[1]), dtype=np.float32)
-        out[idx] = probs
-    return out if out is not None else np.zeros((0, head.num_outputs), dtype=np.float32)
+    width = 2 if head.task == "binary" else head.num_outputs
+    return run_batches(backbone, items, width, lambda b: head.outputs(head(backbone.forward_features(b))),
+                       batch_size, "predicting")
 
 
 def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[str]) -> dict[str, Any]:

@@ -13,9 +13,11 @@ only to its own longest text; results are returned in the original order.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +48,34 @@ def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
 
 
 @torch.inference_mode()
-def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
-    """Run the backbone (eval mode, no augmentation) over items: float32 [N, num_features]."""
+def run_batches(backbone: Backbone, items: list[Any], width: int, fn: Callable[[Any], torch.Tensor],
+                batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
+    """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
+
+    Texts go length-sorted (each batch padded only to its own longest); images channels_last.
+    Shared by feature extraction and prediction.
+    """
     was_training = backbone.training
     backbone.eval()
     if backbone.modality == "image":
         backbone.to(memory_format=torch.channels_last)
     batcher = backbone.preprocess(train=False)
     order = _order(backbone, items, batcher)
-    out = np.empty((len(items), backbone.num_features), dtype=np.float32)
+    out = np.empty((len(items), width), dtype=np.float32)
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
     for s in track(starts, len(starts), description, min_total=3):
         idx = order[s : s + batch_size]
         batch = batcher([items[i] for i in idx])
         batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
-        out[idx] = backbone.forward_features(batch).float().cpu().numpy()
+        out[idx] = fn(batch).float().cpu().numpy()
     backbone.train(was_training)
     return out
+
+
+def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
+    """Run the backbone over items: float32 [N, num_features]."""
+    return run_batches(backbone, items, backbone.num_features, backbone.forward_features, batch_size, description)
 
 
 def extract(
@@ -86,9 +98,6 @@ def extract(
         if feats.shape == (len(items), backbone.num_features):
             return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
     feats = extract_items(backbone, items, batch_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    import io
-
     buf = io.BytesIO()
     np.save(buf, feats)
     atomic_write_bytes(path, buf.getvalue())

@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
 from ._io import atomic_write_bytes, atomic_write_text
 from .backbones import Backbone, rebuild_backbone
-from .data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_texts
+from .data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
 from .errors import DataError, HeadstartError
 from .evaluate import compute_metrics, predict_outputs
 from .heads import Head
@@ -73,7 +72,7 @@ class Run:
                 if p.is_dir():
                     paths.extend(sorted(q for q in p.rglob("*") if is_image_file(q)))
                 elif p.is_file() and p.suffix.lower() in TABLE_EXTENSIONS:
-                    paths.extend(_image_paths_from_table(p))
+                    paths.extend(read_image_list(p))
                 elif p.is_file():
                     paths.append(p)
                 else:
@@ -124,33 +123,6 @@ class Run:
         y = np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
         probs = predict_outputs(self.backbone, self.head, [ds.items[i] for i in idx])
         return compute_metrics(y, probs, self.task, self.classes)
-
-
-def _image_paths_from_table(table: Path) -> list[Path]:
-    """Image paths listed in a CSV/TSV/JSONL (column path/file/image/filename, else the first one),
-    relative paths taken from the table's folder."""
-    import pandas as pd
-
-    try:
-        if table.suffix.lower() in (".jsonl", ".ndjson", ".json", ".parquet", ".pq"):
-            df = pd.read_parquet(table) if table.suffix.lower() in (".parquet", ".pq") else pd.read_json(table, lines=True)
-        else:
-            df = pd.read_csv(table, sep="," if table.suffix.lower() == ".csv" else "\t", dtype=str)
-    except Exception as e:
-        raise DataError(f"{table}: cannot read a list of image paths ({e.__class__.__name__}: {e})") from None
-    first = Path(str(df.columns[0]))
-    if (first if first.is_absolute() else table.parent / first).is_file():  # no header row: the first line is a path
-        df = pd.read_csv(table, sep="," if table.suffix.lower() == ".csv" else "\t", dtype=str, header=None)
-    cols = {str(c).strip().lower(): c for c in df.columns}
-    col = next((cols[n] for n in ("path", "file", "image", "filename", "filepath") if n in cols), df.columns[0])
-    out = []
-    for i, v in enumerate(df[col].astype(str).tolist()):
-        q = Path(v)
-        q = q if q.is_absolute() else table.parent / q
-        if not q.is_file():
-            raise DataError(f"{table}:{i + 1 + (df.columns[0] != 0)}: image {v!r} not found (paths are relative to the table's folder)")
-        out.append(q)
-    return out
 
 
 # -- save / load ---------------------------------------------------------------

@@ -22,11 +22,11 @@ import numpy as np
 from ..errors import DataError
 from ._dataset import Dataset, check_labels_in_train, encode_labels, make_splits, task_of
 from ._images import _file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
-from ._tables import TABLE_EXTENSIONS, read_table, read_texts
+from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["Dataset", "load_data", "decode_image", "load_image_paths", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["Dataset", "load_data", "decode_image", "load_image_paths", "read_image_list", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -82,7 +82,8 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
     if test is not None:
         if "test" in parts:
             raise DataError(f"{root} already has a test/ folder; drop --test or remove it")
-        parts["test"] = list_image_folder(test).get("pool") or list_image_folder(test)["train"]
+        given = list_image_folder(test)
+        parts["test"] = given.get("pool") or given["train"]
     order = [parts.get("pool", []) + parts.get("train", []), parts.get("val", []), parts.get("test", [])]
     files = [p for part in order for p, _ in part]
     arrays, skipped = decode_all(files, strict)

@@ -163,3 +163,25 @@ def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list
     first = 1 if _is_structured(path) else 2
     texts = [str(t) for t in df[col].tolist()]
     return texts, [f"{path}:{i + first}" for i in range(len(texts))]
+
+
+def read_image_list(table: Path) -> list[Path]:
+    """Image paths listed in a table (column path/file/image/filename, else the first one), for prediction.
+    A header-less list is recognised by its first line being an existing file; relative paths are
+    taken from the table's folder."""
+    df = _read_raw(table, header=True)
+    first = Path(str(df.columns[0]))
+    has_header = not _is_structured(table) and not (first if first.is_absolute() else table.parent / first).is_file()
+    if not _is_structured(table) and not has_header:
+        df = _read_raw(table, header=False)
+    cols = {str(c).strip().lower(): c for c in df.columns}
+    col = next((cols[n] for n in ("path", "file", "image", "filename", "filepath") if n in cols), df.columns[0])
+    out = []
+    for i, v in enumerate(df[col].astype(str).tolist()):
+        q = Path(v)
+        q = q if q.is_absolute() else table.parent / q
+        if not q.is_file():
+            line = i + 2 if has_header else i + 1
+            raise DataError(f"{table}:{line}: image {v!r} not found (paths are relative to the table's folder)")
+        out.append(q)
+    return out
