@@ -44,7 +44,7 @@ def run(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
     if proc.returncode != 0:
         raise SystemExit(f"headstart {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     out = Path(args[args.index("--out") + 1]) if "--out" in args else None
-    metrics = json.loads((out / "metrics.json").read_text()) if out else {}
+    metrics = json.loads((out / "metrics.json").read_text()) if out and (out / "metrics.json").is_file() else {}
     return metrics, wall
 
 

@@ -15,7 +15,9 @@ from pathlib import Path as _Path
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(_tempfile.gettempdir()) / "headstart-matplotlib"))
 _os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_Path(_tempfile.gettempdir()) / "headstart-torchinductor"))
 
+from ._domain import distance  # noqa: E402
 from ._fit import fit  # noqa: E402
+from ._rank import rank  # noqa: E402
 from .backbones import list_backbones  # noqa: E402
 from .config import FitConfig  # noqa: E402
 from .data import Dataset, load_data  # noqa: E402
@@ -37,9 +39,11 @@ __all__ = [
     "HeadstartError",
     "Run",
     "__version__",
+    "distance",
     "fit",
     "list_backbones",
     "list_strategies",
     "load",
     "load_data",
+    "rank",
 ]

@@ -9,29 +9,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from ._io import prepare_output_dir
 from ._progress import info
+from ._rank import predicted_for
+from ._seed import seed_everything
 from .backbones import build_backbone
 from .config import FitConfig
 from .data import Dataset, load_data
-from .errors import ConfigError, HeadstartError
+from .errors import ConfigError
 from .evaluate import compute_metrics, predict_outputs
 from .features import default_cache_dir
 from .heads import make_head
 from .report import plot_confusion, plot_learning_curves, write_report
 from .run import Run, dump_config, load_run, save_model, write_history, write_json
 from .strategies import FitContext, get_strategy
-
-
-def seed_everything(seed: int) -> None:
-    """Python, NumPy and torch RNGs (the engine adds Lightning's worker seeding)."""
-    import random
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
@@ -59,17 +52,8 @@ def _default_name(cfg: FitConfig) -> str:
 
 def _prepare_out(cfg: FitConfig) -> Path:
     out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or _default_name(cfg))
-    if out.exists() and any(out.iterdir()):
-        if cfg.resume:
-            return out
-        if not cfg.overwrite:
-            raise HeadstartError(f"{out} already exists; choose another --out/--name, or pass --overwrite to replace it "
-                                 "(or --resume to continue it)")
-        if not (out / "config.yaml").is_file() and not (out / "model.json").is_file():
-            raise HeadstartError(f"{out} exists and is not a headstart run; refusing to delete it even with --overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return prepare_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume, markers=("config.yaml", "model.json"),
+                              what="a headstart run", options="--out/--name")
 
 
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
@@ -108,6 +92,7 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
     strategy = get_strategy(cfg.strategy)(cfg)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    predicted = predicted_for(cache_dir, ds.fingerprint(), backbone)  # before training changes the weights
     ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
     strategy.fit(ctx)
 
@@ -121,6 +106,8 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info, "wall_seconds": round(wall, 2),
                       "skipped_files": len(ds.skipped)}
     metrics["data"] = ds.summary()
+    if predicted:
+        metrics["predicted"] = predicted
     if ds.skipped:
         metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
     save_model(out, backbone, head, ds.task, ds.classes, cfg.dropout)
@@ -149,6 +136,11 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
         if k in test:
             rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
+    if "predicted" in m:
+        p = m["predicted"]
+        score = p["scores"].get(p["by"])
+        rows.append(("predicted by `headstart rank`", f"rank {p['rank']} of {p['of']}, {p['by']} {score:.4f}"
+                     if score is not None else f"rank {p['rank']} of {p['of']}"))
     if "val" in m:
         rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
     for k in ("kept_epoch", "epochs_run", "C", "features_cached", "samples_per_second", "wall_seconds", "skipped_files"):
@@ -157,4 +149,4 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["fit", "seed_everything", "summary_rows"]
+__all__ = ["fit", "summary_rows"]

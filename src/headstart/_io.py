@@ -24,3 +24,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def prepare_output_dir(path: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str,
+                       resume: bool = False, options: str = "--out") -> Path:
+    """Create an output folder without ever destroying what the user had.
+
+    An existing non-empty folder is kept for ``resume``, replaced only with
+    ``overwrite`` *and* only when it holds one of ``markers`` (so it is one of
+    ours), refused otherwise with a message naming the way out.
+    """
+    import shutil
+
+    from .errors import HeadstartError
+
+    p = Path(path)
+    if p.exists() and any(p.iterdir()):
+        if resume:
+            return p
+        if not overwrite:
+            again = " (or --resume to continue it)" if what == "a headstart run" else ""
+            raise HeadstartError(f"{p} already exists; choose another {options}, or pass --overwrite to replace it{again}")
+        if not any((p / m).is_file() for m in markers):
+            raise HeadstartError(f"{p} exists and is not {what}; refusing to delete it even with --overwrite")
+        shutil.rmtree(p)
+    p.mkdir(parents=True, exist_ok=True)
+    return p

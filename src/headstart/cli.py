@@ -43,8 +43,8 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             err.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted[/yellow]: the run directory keeps its last checkpoint; continue with --resume")
+        except KeyboardInterrupt as e:
+            err.print(f"[yellow]interrupted[/yellow]: {str(e) or 'stopped by Ctrl-C'}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
 
     return wrapper
@@ -143,6 +143,89 @@ def predict(
         raise HeadstartError("predict: no inputs given (pass files or folders, or pipe text lines on stdin)")
     for row in r.predict(items, batch_size=batch_size, text_col=text_col):
         sys.stdout.write(json.dumps(row) + "\n")
+
+
+# -- choose: rank / distance ---------------------------------------------------------
+@app.command("rank", help="Rank candidate backbones for DATA by transferability, before fine-tuning any of them.",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+@_user_errors
+def rank_cmd(
+    ctx: typer.Context,
+    data: str = typer.Argument(..., help="Labeled target data: image folder, table file or built-in name."),
+    models: list[str] = typer.Option(..., "--models", "-m",
+                                     help="Candidates: --models A B C (or A,B,C); MODEL@WEIGHTS_FILE for local weights."),
+    metric: str = typer.Option("all", "--metric", help="logme, hscore, leep, nce, knn, linear, proxy (comma-separated) or all."),
+    goal: str = typer.Option("finetune", help="What the winner is for: finetune (recommend by proxy) or linear (by LogME)."),
+    then_fit: Optional[str] = typer.Option(None, "--then-fit", help="Then fit the winner with this strategy (e.g. finetune)."),
+    seed: int = typer.Option(0, help="Random seed (the same split as `headstart fit --seed`)."),
+    test_fraction: float = typer.Option(0.2, help="Held out, never scored (as in `headstart fit`)."),
+    proxy_epochs: int = typer.Option(2, help="Epochs of the short fine-tuning proxy."),
+    proxy_per_class: int = typer.Option(200, help="At most this many training examples per class for the proxy."),
+    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
+    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where rank.json/csv/png and report.html go (default runs/rank-<data>)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing ranking folder."),
+) -> None:
+    from ._rank import rank
+
+    cands = [m for spec in [*models, *ctx.args] for m in spec.split(",") if m.strip()]
+    stray = [a for a in ctx.args if a.startswith("-")]
+    if stray:
+        raise HeadstartError(f"rank: unknown option {stray[0]}; see `headstart rank --help`")
+    if then_fit is not None and ctx.get_parameter_source("goal").name != "COMMANDLINE":
+        goal = "linear" if then_fit == "linear" else "finetune"
+    target = out_dir or Path("runs") / f"rank-{Path(str(data).rstrip('/')).stem or data}"
+    df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
+              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite)
+    names = df.attrs["metrics"]
+    table = Table(title=f"headstart rank: {data} (higher is better)")
+    for col in ("rank", "candidate", *names, "dim", "extract s", "seconds"):
+        table.add_column(col, justify="left" if col == "candidate" else "right")
+    for cand, r in df.iterrows():
+        cells = [f"{r[m]:.4f}" if r[m] == r[m] else "n/a" for m in names]
+        table.add_row(str(r["rank"]), str(cand), *cells, str(r["dim"]), f"{r['extract_s']:.1f}", f"{r['seconds']:.1f}")
+    out.print(table)
+    out.print(f"recommended: [bold]{df.attrs['recommended']}[/bold] (by {df.attrs['by']}, goal {df.attrs['goal']}); "
+              f"{df.attrs['seconds']:.1f} s; report: {target}/report.html")
+    if then_fit is not None:
+        from . import _fit as fitmod
+
+        run = fitmod.fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
+                         test_fraction=test_fraction, text_col=text_col, label_col=label_col)
+        table = Table(title="headstart fit (the recommended candidate)", show_header=False)
+        for k, v in fitmod.summary_rows(run):
+            table.add_row(k, v)
+        out.print(table)
+
+
+@app.command("distance", help="How far apart two datasets are in one backbone's features (one dataset: two halves of it).")
+@_user_errors
+def distance_cmd(
+    source: str = typer.Argument(..., help="Source data (folder, table or built-in name)."),
+    target: Optional[str] = typer.Argument(None, help="Target data; omitted = two random halves of SOURCE (the null case)."),
+    model: str = typer.Option(..., "--model", help="Backbone whose feature space is used (any model string)."),
+    weights: Optional[str] = typer.Option(None, help="Local weights file for the backbone."),
+    permutations: int = typer.Option(200, help="Permutations of the MMD tests."),
+    seed: int = typer.Option(0, help="Random seed (subsamples, halves, permutations)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where distance.json, domains.png and report.html go."),
+    overwrite: bool = typer.Option(False, help="Replace an existing distance folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from ._domain import default_out, distance
+
+    target_dir = out_dir or default_out(source, target, model)
+    res = distance(source, target, model=model, weights=weights, permutations=permutations, seed=seed,
+                   out=target_dir, overwrite=overwrite)
+    if as_json:
+        print(json.dumps(res))
+        return
+    table = Table(title=f"{res['source']} vs {res['target']} in {model} features ({res['n_source']} / {res['n_target']})")
+    for col in ("measure", "value", "meaning"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for k, v in res["distances"].items():
+        table.add_row(k, f"{v:.4g}", res["help"][k])
+    out.print(table)
+    out.print(f"plot and report: {target_dir}/domains.png, {target_dir}/report.html ({res['seconds']:.1f} s)")
 
 
 # -- listing and demo ---------------------------------------------------------------

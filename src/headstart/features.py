@@ -47,7 +47,6 @@ def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
     return np.arange(len(items))
 
 
-@torch.inference_mode()
 def run_batches(backbone: Backbone, items: list[Any], width: int, fn: Callable[[Any], torch.Tensor],
                 batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
     """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
@@ -57,18 +56,19 @@ def run_batches(backbone: Backbone, items: list[Any], width: int, fn: Callable[[
     """
     was_training = backbone.training
     backbone.eval()
-    if backbone.modality == "image":
+    if backbone.modality == "image":  # outside inference mode: converted weights must stay trainable
         backbone.to(memory_format=torch.channels_last)
     batcher = backbone.preprocess(train=False)
     order = _order(backbone, items, batcher)
     out = np.empty((len(items), width), dtype=np.float32)
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
-    for s in track(starts, len(starts), description, min_total=3):
-        idx = order[s : s + batch_size]
-        batch = batcher([items[i] for i in idx])
-        batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
-        out[idx] = fn(batch).float().cpu().numpy()
+    with torch.inference_mode():
+        for s in track(starts, len(starts), description, min_total=3):
+            idx = order[s : s + batch_size]
+            batch = batcher([items[i] for i in idx])
+            batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
+            out[idx] = fn(batch).float().cpu().numpy()
     backbone.train(was_training)
     return out
 

@@ -64,6 +64,24 @@ def plot_confusion(cm: list[list[int]], classes: list[str], path: Path, title: s
     return path
 
 
+def page_head(title: str) -> str:
+    """The shared <head> and style of every headstart HTML page."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:64em;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}}th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}
+th{{background:#f4f4f4}}img{{max-width:100%}}figure{{display:inline-block;margin:.5em}}</style></head><body>"""
+
+
+def predicted_section(predicted: dict[str, Any] | None, test: dict[str, Any]) -> str:
+    """What `headstart rank` predicted for this backbone next to what the fit obtained."""
+    if not predicted:
+        return ""
+    rows = {"rank among candidates": f"{predicted['rank']} of {predicted['of']} (by {predicted['by']})",
+            **{f"predicted {k}": v for k, v in predicted.get("scores", {}).items() if v is not None},
+            "obtained held-out accuracy": test.get("accuracy", "n/a"), "ranking": predicted.get("ranking", "")}
+    return f"<h2>Predicted (headstart rank) vs obtained</h2>{_table(rows)}"
+
+
 def _table(rows: dict[str, Any]) -> str:
     cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{cells}</table>"
@@ -86,21 +104,19 @@ def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any],
         f'<figure><img src="plots/{p.name}" alt="{p.stem}"><figcaption>{p.stem.replace("_", " ")}</figcaption></figure>'
         for p in sorted((run_dir / "plots").glob("*.png"))
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>headstart run {html.escape(run_dir.name)}</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;margin:.5em 0 1.5em}}th,td{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}
-th{{background:#f4f4f4}}img{{max-width:100%}}figure{{display:inline-block;margin:.5em}}</style></head><body>
+    page = f"""{page_head(f"headstart run {run_dir.name}")}
 <h1>headstart run: {html.escape(run_dir.name)}</h1>
 <p>Held-out results are on the reported split only; epochs and hyper-parameters were chosen on a separate
 selection split carved from the training data.</p>
 <h2>Held-out result</h2>{_table(headline)}
+{predicted_section(metrics.get("predicted"), test)}
 <h2>Set-up</h2>{_table(setup)}
 <h2>Data</h2>{_table(data)}
 <h2>Fit</h2>{_table(fit)}
 <h2>Plots</h2>{plots}
 </body></html>"""
     out = run_dir / "report.html"
-    from ._io import atomic_write_text
+    from .._io import atomic_write_text
 
     atomic_write_text(out, page)
     return out

@@ -1,0 +1,115 @@
+"""Plots and pages of the "choose" commands: `headstart rank` and `headstart distance`."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .._io import atomic_write_text  # noqa: E402
+from ._run import _fmt, page_head  # noqa: E402
+
+
+def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
+    """One horizontal bar chart per metric, candidates in ranked order, the recommended one highlighted."""
+    shown = [m for m in metrics if m in df.columns and df[m].notna().any()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols = min(3, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.5 * len(df) * rows + 1.6 * rows), squeeze=False)
+    names = list(df.index)[::-1]
+    best = df.attrs.get("recommended")
+    for ax, m in zip(axes.flat, shown):
+        vals = df[m].to_numpy(dtype=float)[::-1]
+        colors = ["#d95f02" if n == best else "#7570b3" for n in names]
+        ax.barh(range(len(names)), np.nan_to_num(vals, nan=0.0), color=colors)
+        for i, v in enumerate(vals):
+            ax.text(0, i, " n/a" if np.isnan(v) else f" {v:.3f}", va="center", fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_title(m + (" (recommends)" if m == df.attrs.get("by") else ""), fontsize=10)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("transferability of each candidate (higher is better)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _grid(records: list[dict[str, Any]], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('n/a' if r.get(c) is None else _fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
+        for r in records
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_rank_report(out_dir: Path, payload: dict[str, Any]) -> Path:
+    metrics = payload["metrics"]
+    columns = ["rank", "candidate", *metrics, "dim", "params", "extract_s", "score_s", *(["proxy_s"] if "proxy" in metrics else [])]
+    helps = "".join(f"<li><b>{html.escape(m)}</b>: {html.escape(h)}</li>" for m, h in payload["metric_help"].items())
+    page = f"""{page_head("headstart rank")}
+<h1>Which backbone for {html.escape(str(payload['data']))}?</h1>
+<p>Recommended: <b>{html.escape(str(payload['recommended']))}</b>, by <b>{html.escape(payload['by'])}</b>
+(goal: {html.escape(payload['goal'])}). Scored on {payload['n_examples']} training examples (the reported split is not used);
+{payload['seconds']:.1f} s in all.</p>
+{_grid(payload['candidates'], columns)}
+<ul>{helps}</ul>
+<figure><img src="rank.png" alt="scores per candidate"></figure>
+</body></html>"""
+    out = out_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
+
+
+def plot_domains(source: np.ndarray, target: np.ndarray, names: tuple[str, str], path: Path, seed: int = 0,
+                 max_points: int = 1000) -> Path:
+    """Both domains in 2-D: PCA (linear, global) and t-SNE (local neighbourhoods), side by side."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed)
+    s = source[rng.choice(len(source), min(len(source), max_points), replace=False)]
+    t = target[rng.choice(len(target), min(len(target), max_points), replace=False)]
+    x = StandardScaler().fit_transform(np.concatenate([s, t]).astype(np.float64))
+    dom = np.r_[np.zeros(len(s), int), np.ones(len(t), int)]
+    views = [("PCA", PCA(2, random_state=seed).fit_transform(x))]
+    if len(x) > 10:
+        x50 = PCA(min(50, x.shape[1], len(x) - 1), random_state=seed).fit_transform(x)
+        views.append(("t-SNE", TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed, init="pca").fit_transform(x50)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.6), squeeze=False)
+    for ax, (title, z) in zip(axes.flat, views):
+        for d, color in ((0, "#1b9e77"), (1, "#d95f02")):
+            ax.scatter(z[dom == d, 0], z[dom == d, 1], s=6, alpha=0.5, color=color, label=f"{names[d]} ({(dom == d).sum()})")
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize=8, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_distance_report(out_dir: Path, payload: dict[str, Any]) -> Path:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td><td>{html.escape(payload['help'][k])}</td></tr>"
+                   for k, v in payload["distances"].items())
+    page = f"""{page_head("headstart distance")}
+<h1>{html.escape(payload['source'])} vs {html.escape(payload['target'])}</h1>
+<p>In the feature space of <b>{html.escape(payload['model'])}</b> ({payload['n_source']} vs {payload['n_target']} examples).</p>
+<table><tr><th>measure</th><th>value</th><th>meaning</th></tr>{rows}</table>
+<figure><img src="domains.png" alt="both domains in 2-D"></figure>
+</body></html>"""
+    out = out_dir / "report.html"
+    atomic_write_text(out, page)
+    return out

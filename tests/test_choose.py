@@ -1,0 +1,126 @@
+"""`headstart rank` and `headstart distance` end to end, on tiny real models and small data."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+import headstart
+from headstart import transferability as tr
+from headstart.backbones import build_backbone
+from headstart.cli import app
+from headstart.data import load_data
+from headstart.features import extract_items
+
+from .backbones.tiny_factory import TinyNet
+from .conftest import write_image_folder
+
+TINY = f"py:{Path(__file__).parent / 'backbones' / 'tiny_factory.py'}:tiny"
+
+
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    torch.manual_seed(3)
+    path = tmp_path / "tiny.safetensors"
+    save_file(TinyNet().state_dict(), str(path))
+    return path
+
+
+def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, tiny_weights: Path) -> None:
+    data = write_image_folder(tmp_path / "imgs", per_class=15, classes=3)
+    cands = [f"{TINY}@{tiny_weights}", TINY]
+    df = headstart.rank(data, cands, metrics="logme,hscore,leep,nce,knn,proxy", proxy_epochs=1, out=tmp_path / "rk")
+    assert list(df["rank"]) == [1, 2]
+    assert df.attrs["recommended"] == df.index[0] and df.attrs["by"] == "proxy"
+    assert df["proxy"].is_monotonic_decreasing
+    with_head, without = df.loc[f"tiny@{tiny_weights.name}"], df.loc["tiny (random init)"]
+    # LEEP / NCE need the source classifier: only the candidate loaded from weights has one
+    assert with_head["source_classes"] == 5 and without["source_classes"] == 0
+    assert with_head["leep"] <= 0 and with_head["nce"] <= 0
+    assert math.isnan(without["leep"]) and math.isnan(without["nce"])
+    for m in ("logme", "hscore", "knn", "proxy"):
+        assert np.isfinite(df[m]).all()
+
+    # the table's numbers are the transferability functions on the same features, train + selection split only
+    ds = load_data(data, seed=0)
+    pool = np.sort(np.concatenate([ds.train_idx, ds.val_idx]))
+    feats = extract_items(build_backbone(TINY, weights=str(tiny_weights)), ds.items)[pool]
+    assert with_head["logme"] == pytest.approx(tr.logme(feats, ds.y[pool]), rel=1e-4)
+    assert with_head["hscore"] == pytest.approx(tr.hscore(feats, ds.y[pool]), rel=1e-3)
+    saved = json.loads((tmp_path / "rk" / "rank.json").read_text())
+    assert saved["n_examples"] == len(pool) < len(ds.items)
+    assert [c["candidate"] for c in saved["candidates"]] == list(df.index)
+    for f in ("rank.csv", "rank.png", "report.html"):
+        assert (tmp_path / "rk" / f).stat().st_size > 0
+
+    # a second ranking reuses the cached features; a later fit shows what was predicted
+    again = headstart.rank(data, cands, metrics="logme", out=tmp_path / "rk2")
+    assert (again["extract_s"] == 0).all()
+    assert again.attrs["by"] == "logme"
+    run = headstart.fit(data, model=TINY, weights=str(tiny_weights), strategy="linear")
+    predicted = run.metrics["predicted"]
+    assert predicted["of"] == 2 and predicted["by"] == "logme"
+    assert predicted["scores"]["logme"] == pytest.approx(again.loc[f"tiny@{tiny_weights.name}", "logme"])
+    assert "Predicted (headstart rank) vs obtained" in (run.path / "report.html").read_text()
+
+
+def test_rank_prefers_the_pretrained_text_encoder(text_csv: Path) -> None:
+    df = headstart.rank(text_csv, ["minilm", "scratch:bow"], metrics="logme,knn,linear", goal="linear")
+    assert df.index[0] == "minilm"
+    assert df.loc["minilm", "logme"] > df.loc["scratch:bow", "logme"]
+    assert df.loc["minilm", "knn"] >= df.loc["scratch:bow", "knn"]
+
+
+def test_rank_cli_table_and_errors(tmp_path: Path, tiny_weights: Path) -> None:
+    data = write_image_folder(tmp_path / "imgs", per_class=10, classes=2)
+    runner = CliRunner()
+    res = runner.invoke(app, ["rank", str(data), "--models", f"{TINY}@{tiny_weights}", TINY, "--metric", "logme,hscore",
+                              "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "recommended:" in res.output and "tiny (random init)" in res.output
+    assert (tmp_path / "r" / "rank.json").is_file()
+    res = runner.invoke(app, ["rank", str(data), "--models", f"{TINY}@{tiny_weights}", TINY, "--metric", "logme",
+                              "--then-fit", "linear", "--out", str(tmp_path / "r2")])
+    assert res.exit_code == 0, res.output
+    assert "predicted by `headstart rank`" in res.output and "rank 1 of 2, logme" in res.output
+    fitted = json.loads(next(Path("runs").glob("*-linear/metrics.json")).read_text())
+    assert fitted["predicted"]["rank"] == 1 and fitted["fit"]["strategy"] == "linear"
+    for args, msg in [
+        (["--models", TINY, "--metric", "loggme"], "option --metric: unknown loggme"),
+        (["--models", f"{TINY}@missing.pt"], "weights file 'missing.pt'"),
+        (["--models", TINY, TINY], "listed twice"),
+        (["--models", "nosuch:model"], "no known prefix"),
+        (["--models", TINY, "--goal", "lora"], "option --goal"),
+        (["--models", TINY, "--out", str(tmp_path / "r")], "already exists"),
+    ]:
+        res = runner.invoke(app, ["rank", str(data), *args])
+        assert res.exit_code == 2 and msg in res.output, (args, res.output)
+
+
+def test_distance_halves_vs_shifted_domain(tmp_path: Path) -> None:
+    a = write_image_folder(tmp_path / "a", per_class=30, classes=2, seed=1)
+    b = write_image_folder(tmp_path / "b", per_class=30, classes=3, seed=2)  # a third kind of picture: a shifted mix
+    same = headstart.distance(a, model=TINY, out=tmp_path / "d0", permutations=100)
+    other = headstart.distance(a, b, model=TINY, out=tmp_path / "d1", permutations=100)
+    assert same["n_source"] == same["n_target"] == 30
+    d0, d1 = same["distances"], other["distances"]
+    assert d0["p_value_rbf"] > 0.05 and d0["p_value_linear"] > 0.05
+    assert d1["p_value_rbf"] < 0.05
+    assert d0["mmd2_rbf"] < d1["mmd2_rbf"]
+    assert d0["a_distance"] < d1["a_distance"]
+    assert d0["linear_cka"] > 0.5
+    for f in ("distance.json", "domains.png", "report.html"):
+        assert (tmp_path / "d1" / f).stat().st_size > 0
+    res = CliRunner().invoke(app, ["distance", str(a), str(b), "--model", TINY, "--permutations", "20",
+                                   "--out", str(tmp_path / "d2")])
+    assert res.exit_code == 0, res.output
+    assert "p_value_rbf" in res.output and "domains.png" in res.output
+    res = CliRunner().invoke(app, ["distance", str(a), "demo-text", "--model", TINY, "--out", str(tmp_path / "d3")])
+    assert res.exit_code == 2 and "compare like with like" in res.output
