@@ -2,21 +2,37 @@ from __future__ import annotations
 
 import numpy as np
 
-from headstart.engine import LengthGroupedBatches, warmup_cosine
+from headstart.engine import EpochShuffle, LengthGroupedBatches, warmup_cosine
 
 
 def test_length_grouped_batches_cover_everything_once_and_group_lengths() -> None:
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 200, 1000).tolist()
     s = LengthGroupedBatches(lengths, 16, seed=0)
-    batches = list(s)
+    batches = [[i for _, i in b] for b in s]  # the sampler yields (epoch, index) keys
     flat = sorted(i for b in batches for i in b)
     assert flat == list(range(1000)) and len(batches) == len(s)
     spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
     random_spread = np.mean([np.ptp(rng.choice(lengths, 16)) for _ in range(60)])
     assert spread < 0.2 * random_spread  # little padding per batch
     s.set_epoch(1)
-    assert list(s) != batches  # reshuffled every epoch
+    again = [[i for _, i in b] for b in s]
+    assert again != batches  # reshuffled every epoch ...
+    assert {e for b in s for e, _ in b} == {1}
+    s.set_epoch(1)
+    assert [[i for _, i in b] for b in s] == again  # ... as a function of (seed, epoch) only
+
+
+def test_epoch_shuffle_depends_only_on_seed_and_epoch() -> None:
+    a, b = EpochShuffle(50, seed=3), EpochShuffle(50, seed=3)
+    b.set_epoch(4)
+    list(b)
+    b.set_epoch(2)
+    a.set_epoch(2)  # b has been iterated at another epoch before: no hidden state
+    assert list(a) == list(b)
+    assert sorted(i for _, i in a) == list(range(50))
+    a.set_epoch(3)
+    assert list(a) != list(b)
 
 
 def test_warmup_cosine_schedule() -> None:

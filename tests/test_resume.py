@@ -1,8 +1,9 @@
-"""A fit killed with SIGKILL after a checkpoint continues with --resume and ends complete."""
+"""Interrupted fits: SIGKILL then --resume ends exactly like an uninterrupted fit; Ctrl-C stops cleanly."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -10,37 +11,95 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import headstart
 from headstart.errors import HeadstartError
-from tests.conftest import write_text_table
+from tests.conftest import write_image_folder, write_text_table
+
+TINY = f"py:{Path(__file__).parent / 'backbones' / 'tiny_factory.py'}:tiny"
 
 
-def test_kill_then_resume(tmp_path: Path) -> None:
-    data = write_text_table(tmp_path / "t.csv", per_class=40)
-    out = tmp_path / "runs" / "r"
-    args = dict(model="scratch:bow", strategy="scratch", epochs=150, batch_size=8, checkpoint_every=0.3, seed=1)
+def _start(data: Path, out: Path, args: dict, cwd: Path) -> subprocess.Popen:
     code = (f"import headstart; headstart.fit({str(data)!r}, out={str(out)!r}, "
             + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")")
-    env = {**os.environ, "HEADSTART_QUIET": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path)
-    ckpt = out / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
+    return subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "HEADSTART_QUIET": "1"}, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, extra: float) -> None:
+    deadline = time.time() + 180
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)
-    assert proc.poll() is None, "the fit ended before it could be interrupted"
+    time.sleep(extra)
+    assert proc.poll() is None, f"the fit ended before it could be interrupted: {proc.stderr.read()[-2000:]}"
+
+
+def _history(out: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader((out / "history.csv").open())]
+
+
+CASES = {
+    # text: length-grouped batches; images: a shuffled sampler and random augmentation every epoch
+    "text": (lambda t: write_text_table(t / "t.csv", per_class=40),
+             dict(model="scratch:bow", strategy="scratch", epochs=120, batch_size=8, checkpoint_every=0.3, seed=1)),
+    "images": (lambda t: write_image_folder(t / "imgs", per_class=16, classes=3),
+               dict(model=TINY, strategy="scratch", epochs=60, batch_size=8, checkpoint_every=0.3, seed=2,
+                    augment="standard")),
+}
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
+    make_data, args = CASES[kind]
+    data = make_data(tmp_path)
+    reference = headstart.fit(data, out=str(tmp_path / "runs" / "whole"), **args)
+
+    out = tmp_path / "runs" / "r"
+    proc = _start(data, out, args, tmp_path)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    _wait_for_checkpoint(proc, ckpt, extra=0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists() and not (out / "model.safetensors").exists()
+    import torch
 
-    try:  # an interrupted run is neither overwritten nor silently restarted
+    killed_after = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
+    assert 1 <= killed_after < args["epochs"]
+
+    with pytest.raises(HeadstartError, match="--resume"):  # never overwritten nor silently restarted
         headstart.fit(data, out=str(out), **args)
-        raise AssertionError("fit over an existing run directory must be refused")
-    except HeadstartError as e:
-        assert "--resume" in str(e)
 
     run = headstart.fit(data, out=str(out), resume=True, **args)
-    rows = list(csv.DictReader((out / "history.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 151))  # epochs before the kill are kept
-    assert run.metrics["fit"]["epochs_run"] == 150 and run.metrics["test"]["accuracy"] > 0.8
+    assert [int(r["epoch"]) for r in _history(out)] == list(range(1, args["epochs"] + 1))  # rows before the kill kept
+    assert _history(out) == _history(reference.path)  # every epoch's losses, identical
+    for key in ("accuracy", "log_loss", "macro_f1"):
+        assert run.metrics["test"][key] == pytest.approx(reference.metrics["test"][key], abs=1e-9), key
     assert not (out / "checkpoints").exists()
+    (tmp_path / f"killed-{kind}.json").write_text(json.dumps({"killed_after_epoch": killed_after}))
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
+    data = write_text_table(tmp_path / "t.csv", per_class=40)
+    out = tmp_path / "runs" / "c"
+    args = ["fit", str(data), "--model", "scratch:bow", "--strategy", "scratch", "--epochs", "120", "--batch-size", "8",
+            "--checkpoint-every", "0.3", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "headstart.cli", *args], env={**os.environ, "HEADSTART_QUIET": "1"},
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(proc, out / "checkpoints" / "last.ckpt", extra=0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    assert not (out / "model.safetensors").exists() and (out / "checkpoints" / "last.ckpt").is_file()
+    res = subprocess.run([sys.executable, "-m", "headstart.cli", *args, "--resume"], env={**os.environ, "HEADSTART_QUIET": "1"},
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [int(r["epoch"]) for r in _history(out)] == list(range(1, 121))
+
+
+def test_divergence_stops_with_advice_and_saves_no_model(tmp_path: Path) -> None:
+    data = write_text_table(tmp_path / "t.csv", per_class=40)
+    with pytest.raises(FloatingPointError, match=r"lower the learning rate \(--lr\).*(checkpoint|nothing to resume)"):
+        headstart.fit(data, model="scratch:bow", strategy="scratch", lr=1e12, epochs=3, out=str(tmp_path / "runs" / "d"))
+    assert not (tmp_path / "runs" / "d" / "model.safetensors").exists()

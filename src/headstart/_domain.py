@@ -21,7 +21,7 @@ from . import transferability as tr
 from ._io import atomic_write_text, prepare_output_dir
 from .backbones import build_backbone
 from .data import Dataset, load_data
-from .errors import ConfigError
+from .errors import ConfigError, kind_of
 from .features import default_cache_dir, extract
 
 HELP = {
@@ -114,7 +114,7 @@ def distance(
 
 def _features(backbone: Any, ds: Dataset, folder: Path, batch_size: int, role: str) -> np.ndarray:
     if backbone.modality != ds.modality:
-        raise ConfigError(f"option --model: a {backbone.modality} model cannot embed the {role} data ({ds.modality}s)")
+        raise ConfigError(f"option --model: {kind_of(backbone.modality)} cannot embed the {role} data ({ds.modality}s)")
     feats, _ = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size)
     return feats
 

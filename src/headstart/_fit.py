@@ -18,7 +18,7 @@ from ._seed import seed_everything
 from .backbones import build_backbone
 from .config import FitConfig
 from .data import Dataset, load_data
-from .errors import ConfigError
+from .errors import ConfigError, kind_of
 from .evaluate import compute_metrics, predict_outputs
 from .features import default_cache_dir
 from .heads import make_head
@@ -83,7 +83,7 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     seed_everything(cfg.seed)
     backbone = build_backbone(cfg.model, weights=cfg.weights, pretrained=cfg.pretrained)
     if backbone.modality != ds.modality:
-        raise ConfigError(f"option --model: {cfg.model} is a {backbone.modality} model but {cfg.data} holds {ds.modality}s")
+        raise ConfigError(f"option --model: {cfg.model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
     if user_lr is None and getattr(backbone, "default_lr", None):
         cfg = dataclasses.replace(cfg, lr=backbone.default_lr)  # e.g. from-scratch embeddings need a larger step
     if hasattr(backbone, "max_length"):

@@ -37,7 +37,7 @@ from ._seed import seed_everything
 from .backbones import Backbone, build_backbone
 from .config import FitConfig
 from .data import Dataset, load_data
-from .errors import ConfigError, HeadstartError
+from .errors import ConfigError, HeadstartError, kind_of
 from .features import default_cache_dir, extract
 
 METRICS = ("logme", "hscore", "leep", "nce", "knn", "linear", "proxy")
@@ -215,7 +215,7 @@ def rank(
         seed_everything(seed)  # as `fit` does: a random-init candidate is the same network there
         backbone = build_backbone(cand.model, weights=cand.weights, pretrained=True)
         if backbone.modality != ds.modality:
-            raise ConfigError(f"option --models: {cand.model} is a {backbone.modality} model but the data holds {ds.modality}s")
+            raise ConfigError(f"option --models: {cand.model} is {kind_of(backbone.modality)} but the data holds {ds.modality}s")
         fingerprints[cand.label] = backbone.fingerprint
         feats, finfo = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size)
         feats = np.asarray(feats[pool], dtype=np.float64)

@@ -15,11 +15,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def seed_epoch(seed: int, epoch: int) -> None:
-    """Re-seed every RNG from (seed, epoch) at the start of a training epoch.
+def seed_step(seed: int, *where: int) -> None:
+    """Re-seed every RNG from (seed, epoch, position) before random work in training.
 
-    Augmentation, dropout and shuffling of epoch k then depend only on the seed and k,
-    not on what ran before: a fit resumed from the checkpoint of epoch k-1 sees the
-    same epoch k as an uninterrupted one, and ends with the same weights.
+    The engine calls it when a training batch is built (augmentation) and before each
+    training step (dropout): randomness then depends only on the seed and on where in
+    the schedule it happens, not on what ran before in this process. A fit resumed from
+    the checkpoint of epoch k sees the same epoch k+1 as an uninterrupted one, whatever
+    Lightning prefetched or which hooks it skipped on restart.
     """
-    seed_everything(int(np.random.SeedSequence([seed % 2**32, epoch]).generate_state(1)[0]))
+    seed_everything(int(np.random.SeedSequence([seed % 2**32, *where]).generate_state(1)[0]))

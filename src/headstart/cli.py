@@ -131,10 +131,14 @@ def predict(
     text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
     batch_size: int = typer.Option(64, help="Batch size."),
 ) -> None:
+    from .data import TABLE_EXTENSIONS
     from .run import load_run
 
     r = load_run(run)
     items = list(inputs or [])
+    for x in items:  # "reviews.csv" that does not exist is a typo far more often than a text to classify
+        if r.modality == "text" and Path(x).suffix.lower() in TABLE_EXTENSIONS and " " not in x and not Path(x).is_file():
+            raise HeadstartError(f"{x}: no such file; to classify this string as a text, pipe it on stdin")
     if not items or items == ["-"]:
         items = [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
         if r.modality == "image":

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
+import signal
 import time
 import warnings
 from collections.abc import Iterator
@@ -25,6 +27,9 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._progress import quiet
+from .backbones import unpickling_reason
+from .errors import HeadstartError, Interrupted
+from ._seed import seed_step
 from .strategies._base import FitContext, Strategy
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -37,26 +42,34 @@ warnings.filterwarnings("ignore", message=r".*validation_step` but have no `val_
 
 
 class _Examples(Dataset):
+    """Examples by index; a training sampler asks for ``(epoch, index)`` so the batch knows where it is."""
+
     def __init__(self, items: list[Any], y: np.ndarray):
         self.items, self.y = items, y
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        return self.items[i], self.y[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int, tuple[int, int] | None]:
+        if isinstance(key, tuple):
+            return self.items[key[1]], self.y[key[1]], key
+        return self.items[key], self.y[key], None
 
 
 class _Collate:
-    def __init__(self, batcher: Any):
-        self.batcher = batcher
+    """Rows -> (batch, labels). Training batches are built under a seed of (seed, epoch, first index)."""
 
-    def __call__(self, rows: list[tuple[Any, Any]]) -> tuple[Any, torch.Tensor]:
-        items, ys = zip(*rows)
+    def __init__(self, batcher: Any, seed: int):
+        self.batcher, self.seed = batcher, seed
+
+    def __call__(self, rows: list[tuple[Any, Any, Any]]) -> tuple[Any, torch.Tensor]:
+        items, ys, keys = zip(*rows)
+        if keys[0] is not None:
+            seed_step(self.seed, *keys[0])
         return self.batcher(list(items)), torch.as_tensor(np.asarray(ys))
 
 
-class LengthGroupedBatches(Sampler[list[int]]):
+class LengthGroupedBatches(Sampler[list[tuple[int, int]]]):
     """Shuffled batches of similar length: little padding, still random order.
 
     Each epoch: shuffle, cut into chunks of ``50 * batch_size``, sort each chunk
@@ -72,7 +85,7 @@ class LengthGroupedBatches(Sampler[list[int]]):
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = np.random.default_rng(self.seed + self.epoch)
         perm = rng.permutation(len(self.lengths))
         chunk = self.batch_size * 50
@@ -82,14 +95,30 @@ class LengthGroupedBatches(Sampler[list[int]]):
             part = part[np.argsort(self.lengths[part], kind="stable")]
             batches.extend(part[i : i + self.batch_size].tolist() for i in range(0, len(part), self.batch_size))
         for j in rng.permutation(len(batches)):
-            yield batches[j]
+            yield [(self.epoch, i) for i in batches[j]]
+
+
+class EpochShuffle(Sampler[tuple[int, int]]):
+    """A random order per epoch drawn from (seed, epoch): a resumed fit replays the same order."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before each epoch
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter([(self.epoch, i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()])
 
 
 def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, augment: str, batch_size: int,
                 seed: int, num_workers: int = 0) -> DataLoader:
     batcher = backbone.preprocess(train=train, augment=augment)
     ds = _Examples(items, y)
-    collate = _Collate(batcher)
+    collate = _Collate(batcher, seed)
     common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
     if backbone.modality == "text" and hasattr(batcher, "lengths"):
         lengths = batcher.lengths(items)
@@ -98,8 +127,9 @@ def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, 
         order = np.argsort(lengths, kind="stable")
         batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
         return DataLoader(ds, batch_sampler=batches, **common)
-    g = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=train, generator=g if train else None, **common)
+    if train:
+        return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed), **common)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, **common)
 
 
 def warmup_cosine(total_steps: int, warmup: float):
@@ -124,9 +154,21 @@ class StrategyModule(L.LightningModule):
         self.total_steps = total_steps
         cfg = strategy.cfg
         self.lr, self.warmup = cfg.lr, cfg.warmup
+        self._epoch_entered: int | None = None
+
+    def _enter_epoch(self) -> None:
+        """The strategy's per-epoch changes, once per epoch. Also called from the first batch:
+        Lightning skips ``on_train_epoch_start`` for the first epoch after a resume."""
+        if self._epoch_entered != self.current_epoch:
+            self._epoch_entered = self.current_epoch
+            self.strategy.on_epoch_start(self.current_epoch)
 
     def on_train_epoch_start(self) -> None:
-        self.strategy.on_epoch_start(self.current_epoch)
+        self._enter_epoch()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._enter_epoch()
+        seed_step(self.strategy.cfg.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.strategy.training_step(batch)
@@ -136,7 +178,7 @@ class StrategyModule(L.LightningModule):
             self.log("train_acc", _accuracy(self.head, out["logits"].detach(), batch[1]), on_step=False, on_epoch=True, batch_size=bs)
         if not torch.isfinite(out["loss"]):
             raise FloatingPointError(
-                f"loss became {out['loss'].item()} at epoch {self.current_epoch}; lower the learning rate (--lr)"
+                f"loss became {out['loss'].item()} in epoch {self.current_epoch + 1}; lower the learning rate (--lr)"
             )
         return out["loss"]
 
@@ -197,6 +239,7 @@ class _ResumePoint(Callback):
 
     def __init__(self, path: Any, every: float):
         self.path, self.every, self.last = path, every, time.monotonic()
+        self.saved_epoch: int | None = None  # the epoch the checkpoint on disk ends with
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if time.monotonic() - self.last < self.every or trainer.current_epoch + 1 >= trainer.max_epochs:
@@ -206,6 +249,7 @@ class _ResumePoint(Callback):
         trainer.save_checkpoint(tmp)
         tmp.replace(self.path)
         self.last = time.monotonic()
+        self.saved_epoch = trainer.current_epoch + 1
 
 
 class _BestWeights(Callback):
@@ -227,6 +271,14 @@ class _BestWeights(Callback):
             module.load_state_dict(self.state)
 
 
+def _kept(ckpt: Any, point: _ResumePoint, what: str) -> str:
+    """What a stopped fit leaves behind, and how to go on."""
+    if point.saved_epoch is not None or ckpt.is_file():
+        at = f" (end of epoch {point.saved_epoch})" if point.saved_epoch is not None else ""
+        return f"{what}; the last checkpoint{at} is kept in {ckpt.parent}: continue with `headstart fit ... --resume`"
+    return f"{what} before the first checkpoint; nothing to resume: start again with --overwrite"
+
+
 def train(strategy: Strategy, ctx: FitContext) -> None:
     """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
     cfg, data = ctx.cfg, ctx.data
@@ -244,8 +296,8 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
     # History first: the resume point saves its state, so the row of the epoch just ended must be in it.
     # Time-throttled, not every epoch: a text model + AdamW state is ~270 MB.
-    callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []),
-                                 _ResumePoint(ckpt, cfg.checkpoint_every)]
+    resume_point = _ResumePoint(ckpt, cfg.checkpoint_every)
+    callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []), resume_point]
     if cfg.patience > 0 and val_dl is not None:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     show = not quiet()
@@ -269,7 +321,21 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
     module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
     t0 = time.perf_counter()
     resume = cfg.resume and ckpt.is_file()
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if resume else None, weights_only=True if resume else None)
+    try:
+        trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if resume else None, weights_only=True if resume else None)
+    except SystemExit:
+        # Lightning answers Ctrl-C with sys.exit(1) and leaves SIGINT ignored: give both back to the caller.
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise Interrupted(_kept(ckpt, resume_point, "interrupted")) from None
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e}; {_kept(ckpt, resume_point, 'stopped')}") from None
+    except pickle.UnpicklingError as e:
+        raise HeadstartError(
+            f"{ckpt}: refused to load this checkpoint: it needs arbitrary unpickling ({unpickling_reason(e)}). "
+            "headstart never runs pickled code; delete checkpoints/ and start again with --overwrite"
+        ) from None
     seconds = time.perf_counter() - t0
     if restore:
         best.restore(module)

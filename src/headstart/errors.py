@@ -19,3 +19,12 @@ class DataError(HeadstartError):
 
 class ConfigError(HeadstartError):
     """An option has a value the toolkit cannot work with."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a fit: the message says which checkpoint is kept and how to resume."""
+
+
+def kind_of(modality: str) -> str:
+    """'an image model' / 'a text model', for messages."""
+    return f"{'an' if modality[:1] in 'aeiou' else 'a'} {modality} model"

@@ -63,6 +63,7 @@ class Run:
         refs: list[str] = []
         if self.modality == "image":
             paths: list[Path] = []
+            named: set[str] = set()  # files the user named one by one: unreadable = an error, not a skip
             for x in inputs:
                 if isinstance(x, np.ndarray):
                     items.append(x)
@@ -75,9 +76,15 @@ class Run:
                     paths.extend(read_image_list(p))
                 elif p.is_file():
                     paths.append(p)
+                    named.add(str(p))
                 else:
                     raise DataError(f"{p}: no such image file or folder")
-            arrays, prefs, _ = load_image_paths(paths)
+            arrays, prefs, skipped = load_image_paths(paths)
+            for ref, why in skipped:
+                if ref in named:
+                    raise DataError(f"{ref}: {why}; it cannot be predicted")
+            if not arrays and not items:
+                raise DataError(f"no readable image among the inputs ({len(skipped)} unreadable)")
             return items + arrays, refs + prefs
         for x in inputs:
             p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
@@ -85,6 +92,8 @@ class Run:
                 t, r = read_texts(p, text_col)
                 items.extend(t)
                 refs.extend(r)
+            elif isinstance(x, Path):
+                raise DataError(f"{x}: no such file")
             else:
                 items.append(str(x))
                 refs.append(f"text[{len(refs)}]")
@@ -170,12 +179,15 @@ def load_run(path: str | Path) -> Run:
     for name in ("model.json", "labels.json", "model.safetensors"):
         if not (p / name).is_file():
             raise HeadstartError(f"{p}: not a headstart run directory (missing {name}); give the folder `fit` wrote")
-    model = json.loads((p / "model.json").read_text())
-    labels = json.loads((p / "labels.json").read_text())
-    config = yaml.safe_load((p / "config.yaml").read_text()) if (p / "config.yaml").is_file() else {}
-    metrics = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").is_file() else {}
-    backbone = rebuild_backbone(model["backbone"], p / "backbone")
-    head = Head(model["task"], model["num_features"], model["num_outputs"], model.get("dropout", 0.0))
+    model = _read_record(p / "model.json", ("backbone", "task", "num_features", "num_outputs"))
+    labels = _read_record(p / "labels.json", ("classes", "task"))
+    config = _read_record(p / "config.yaml", ()) if (p / "config.yaml").is_file() else {}
+    metrics = _read_record(p / "metrics.json", ()) if (p / "metrics.json").is_file() else {}
+    try:
+        backbone = rebuild_backbone(model["backbone"], p / "backbone")
+        head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise HeadstartError(f"{p / 'model.json'}: the recorded architecture is damaged ({e!r}); fit the run again") from None
     try:
         state = load_file(str(p / "model.safetensors"))
     except Exception as e:
@@ -190,6 +202,19 @@ def load_run(path: str | Path) -> Run:
     backbone.eval()
     head.eval()
     return Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+
+
+def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """A run's JSON/YAML record, or a clear error naming the damaged file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
+        raise HeadstartError(f"{path}: unreadable ({str(e).splitlines()[0][:120]}); the run is damaged, fit it again") from None
+    missing = [k for k in required if not isinstance(data, dict) or k not in data]
+    if not isinstance(data, dict) or missing:
+        raise HeadstartError(f"{path}: missing {', '.join(missing) or 'content'}; the run is damaged, fit it again")
+    return data
 
 
 def dump_config(run_dir: Path, cfg_dict: dict[str, Any]) -> None:

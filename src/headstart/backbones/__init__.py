@@ -21,6 +21,7 @@ from ._base import (
     rebuild_backbone,
     register_backbone,
     register_rebuild,
+    unpickling_reason,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "rebuild_backbone",
     "register_backbone",
     "register_rebuild",
+    "unpickling_reason",
 ]

@@ -159,6 +159,15 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def unpickling_reason(e: BaseException) -> str:
+    """The useful part of torch's weights-only refusal (e.g. "Unsupported global: GLOBAL os.system")."""
+    text = str(e)
+    if "WeightsUnpickler error:" in text:
+        # keep what was refused, drop torch's advice on how to allow it
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0].split(". Please", 1)[0]
+    return " ".join(text.split())[:160] or e.__class__.__name__
+
+
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read weights without executing pickled code: safetensors or ``weights_only`` torch.load."""
     p = Path(path).expanduser()
@@ -176,9 +185,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol N" notices from the safe unpickler
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
-        msg = str(e).splitlines()[0]
         raise HeadstartError(
-            f"{p}: refused to load: it is not a plain tensor checkpoint ({msg}). headstart never unpickles "
+            f"{p}: refused to load: it is not a plain tensor checkpoint ({unpickling_reason(e)}). headstart never unpickles "
             "arbitrary objects; re-save it as safetensors or as a dict of tensors"
         ) from None
     if isinstance(obj, dict):

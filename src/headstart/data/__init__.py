@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ._dataset import Dataset, check_labels_in_train, encode_labels, make_splits, task_of
+from ._dataset import Dataset, check_labels_in_train, encode_labels, make_splits, normalise_table_labels, task_of
 from ._images import _file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
 from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
@@ -46,16 +46,23 @@ def _finish(
     test_fraction: float,
     train_size: int | None,
     labels_per_class: int | None,
+    where: str | None = None,
 ) -> Dataset:
-    """Encode labels and decide splits. Items are ordered pool, given val, given test."""
-    classes, y = encode_labels(labels, refs, name)
+    """Encode labels and decide splits. Items are ordered pool, given val, given test.
+
+    ``where`` (the folder or file read) names the data in error messages.
+    """
+    where = where or name
+    if modality == "text":
+        labels = normalise_table_labels(labels, refs, where)
+    classes, y = encode_labels(labels, refs, where)
     pool = np.arange(n_pool)
     val = np.arange(n_pool, n_pool + n_val_given) if n_val_given else None
     test = np.arange(n_pool + n_val_given, n_pool + n_val_given + n_test_given) if n_test_given else None
     if test is None and val is not None:  # train/ + val/ only: val/ is what we report on
         test, val = val, None
     if len(pool) == 0:
-        raise DataError(f"{name}: no training examples found")
+        raise DataError(f"{where}: no training examples found")
     train_idx, val_idx, test_idx = make_splits(
         y, pool, test, val,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
@@ -105,7 +112,8 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
         counts.append(n)
     for cls in sorted({lab for _, lab in order[0]} - set(labels[: counts[0]])):
         raise DataError(f"{root}: every image of class {cls!r} was unreadable; fix or remove that class folder")
-    return _finish("image", root.name, items, labels, refs, keys, counts[0], counts[1], counts[2], skipped, **split_kw)
+    return _finish("image", root.name, items, labels, refs, keys, counts[0], counts[1], counts[2], skipped,
+                   where=str(root), **split_kw)
 
 
 def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: str | None, header: str, **split_kw) -> Dataset:
@@ -115,7 +123,8 @@ def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: 
         t2, l2, r2 = read_table(test, text_col, label_col, header)
         texts, labels, refs, n_test = texts + t2, labels + l2, refs + r2, len(t2)
     keys = texts
-    return _finish("text", path.stem, texts, labels, refs, list(keys), len(texts) - n_test, 0, n_test, [], **split_kw)
+    return _finish("text", path.stem, texts, labels, refs, list(keys), len(texts) - n_test, 0, n_test, [],
+                   where=str(path), **split_kw)
 
 
 def _load_builtin(name: str, **split_kw) -> Dataset:

@@ -82,6 +82,33 @@ def task_of(classes: list[str]) -> str:
     return "binary" if len(classes) == 2 else "multiclass"
 
 
+def _number(s: str) -> float | None:
+    try:
+        f = float(s)
+    except ValueError:
+        return None
+    return f if np.isfinite(f) else None
+
+
+def normalise_table_labels(raw: list[str], refs: list[str], what: str) -> list[str]:
+    """Labels read from a table: ``1`` and ``1.0`` are one class; numbers mixed with words are an error.
+
+    A column where some rows hold numbers and others words is almost always a
+    shifted or wrong column, not a real label set: stop and name one row of each kind.
+    """
+    nums = [_number(v) for v in raw]
+    is_num = [n is not None for n in nums]
+    if any(is_num) and not all(is_num):
+        i, j = is_num.index(True), is_num.index(False)
+        raise DataError(
+            f"{what}: mixed label types: {refs[i]} has the number {raw[i]!r} but {refs[j]} has the word {raw[j]!r}; "
+            "use one kind of label on every row, or choose the right column with --label-col"
+        )
+    if all(is_num):
+        return [str(int(n)) if n.is_integer() else str(n) for n in nums]  # type: ignore[union-attr]
+    return raw
+
+
 def encode_labels(raw: list[str], refs: list[str], what: str) -> tuple[list[str], np.ndarray]:
     """Map label strings to ids; numbers sort numerically, names alphabetically."""
     uniq = sorted(set(raw))

@@ -66,10 +66,11 @@ def _by_name(cols: list[str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _guess_columns(df: pd.DataFrame, text_col: str | None, label_col: str | None) -> tuple[str, str]:
+def _guess_columns(df: pd.DataFrame, text_col: str | None, label_col: str | None, where: Path | str = "table") -> tuple[str, str]:
     cols = list(df.columns)
     if len(cols) < 2:
-        raise DataError("table has a single column; it needs a text column and a label column")
+        raise DataError(f"{where}: the table has a single column; it needs a text column and a label column "
+                        "(check the delimiter: .csv is comma-separated, .tsv/.txt tab-separated)")
     text = text_col if text_col is not None else _by_name([str(c) for c in cols], TEXT_NAMES)
     label = label_col if label_col is not None else _by_name([str(c) for c in cols], LABEL_NAMES)
     as_str = df.astype(str)
@@ -94,14 +95,24 @@ def _resolve_col(df: pd.DataFrame, name: str | None, option: str, path: Path) ->
     raise DataError(f"{path}: {option} {name!r} is not a column; columns are: {cols}")
 
 
-def read_table(
-    path: Path, text_col: str | None = None, label_col: str | None = None, header: str = "auto"
-) -> tuple[list[str], list[str], list[str]]:
-    """Return (texts, labels, refs) of a labeled text table; refs are ``file:line``."""
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+
+
+def _check_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if len(df) == 0 or len(df.columns) == 0:
+        raise DataError(f"{path}: no data rows")
+    return df
+
+
+def read_table(
+    path: Path, text_col: str | None = None, label_col: str | None = None, header: str = "auto"
+) -> tuple[list[str], list[str], list[str]]:
+    """Return (texts, labels, refs) of a labeled text table; refs are ``file:line``."""
+    _check_file(path)
     structured = _is_structured(path)
     if structured:
         df = _read_raw(path, header=True)
@@ -115,7 +126,7 @@ def read_table(
         if named:
             has_header = True
         else:
-            _, guess_label = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None)
+            _, guess_label = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None, path)
             col = df[guess_label].astype(str)
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
         if has_header:
@@ -125,11 +136,10 @@ def read_table(
         has_header = header == "yes"
         df = _read_raw(path, header=has_header)
         first_line = 2 if has_header else 1
-    if len(df) == 0:
-        raise DataError(f"{path}: no data rows")
+    _check_rows(df, path)
     tc = _resolve_col(df, text_col, "--text-col", path)
     lc = _resolve_col(df, label_col, "--label-col", path)
-    tcol, lcol = _guess_columns(df, tc, lc)
+    tcol, lcol = _guess_columns(df, tc, lc, path)
     if tcol == lcol:
         raise DataError(f"{path}: text and label columns are both {tcol!r}; set --text-col and --label-col")
     texts, labels, refs = [], [], []
@@ -156,7 +166,8 @@ def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         kept = [(ln, f"{path}:{i + 1}") for i, ln in enumerate(lines) if ln.strip()]
         return [t for t, _ in kept], [r for _, r in kept]
-    df = _read_raw(path, header=True)
+    _check_file(path)
+    df = _check_rows(_read_raw(path, header=True), path)
     col = _resolve_col(df, text_col, "--text-col", path) or _by_name([str(c) for c in df.columns], TEXT_NAMES)
     if col is None:
         col = max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())
@@ -169,11 +180,12 @@ def read_image_list(table: Path) -> list[Path]:
     """Image paths listed in a table (column path/file/image/filename, else the first one), for prediction.
     A header-less list is recognised by its first line being an existing file; relative paths are
     taken from the table's folder."""
-    df = _read_raw(table, header=True)
+    _check_file(table)
+    df = _check_rows(_read_raw(table, header=True), table)
     first = Path(str(df.columns[0]))
     has_header = not _is_structured(table) and not (first if first.is_absolute() else table.parent / first).is_file()
     if not _is_structured(table) and not has_header:
-        df = _read_raw(table, header=False)
+        df = _check_rows(_read_raw(table, header=False), table)
     cols = {str(c).strip().lower(): c for c in df.columns}
     col = next((cols[n] for n in ("path", "file", "image", "filename", "filepath") if n in cols), df.columns[0])
     out = []
