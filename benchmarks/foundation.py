@@ -48,6 +48,25 @@ def run(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
     return metrics, wall
 
 
+class Section:
+    """One dated section of docs/benchmarks.md: a scratch folder and headstart's environment for the
+    runs, lines printed as they are emitted, appended to the file at the end."""
+
+    def __init__(self, prefix: str):
+        self.work = Path(tempfile.mkdtemp(prefix=prefix))
+        self.env = {**os.environ, "HEADSTART_QUIET": "1", "HEADSTART_CACHE_DIR": str(self.work / "cache")}
+        self.lines: list[str] = []
+
+    def __call__(self, s: str = "") -> None:
+        print(s, flush=True)
+        self.lines.append(s)
+
+    def append_to(self, out: Path) -> None:
+        previous = out.read_text() if out.exists() else "# Benchmarks\n\n"
+        out.write_text(previous.rstrip("\n") + "\n\n" + "\n".join(self.lines) + "\n")
+        print(f"\nwritten to {out}; runs in {self.work}")
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -69,14 +88,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     a = ap.parse_args()
     parts = set(a.only.split(","))
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-"))
-    env = {**os.environ, "HEADSTART_QUIET": "1", "HEADSTART_CACHE_DIR": str(work / "cache")}
-    lines: list[str] = []
-
-    def emit(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
-
+    emit = Section("headstart-bench-")
+    work, env = emit.work, emit.env
     emit(f"## Foundation benchmark — {date.today().isoformat()}")
     emit()
     emit(f"Command: `python benchmarks/foundation.py --only {a.only}`  ")
@@ -134,11 +147,7 @@ def main() -> None:
         emit(proc.stdout.strip())
         emit("```")
         emit()
-    out = Path(a.out)
-    previous = out.read_text() if out.exists() else "# Benchmarks\n\n"
-    out.write_text(previous.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
-    print(f"\nwritten to {out}; runs in {work}")
-
+    emit.append_to(Path(a.out))
 
 if __name__ == "__main__":
     main()

@@ -12,10 +12,8 @@ import argparse
 import collections
 import contextlib
 import os
-import signal
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from foundation import machine  # noqa: E402
 from tests.reliability_cases import CASES  # noqa: E402
 from tests.test_reliability import error_line, run_case, verdict  # noqa: E402
 from tests.test_resume import CASES as RESUME_CASES  # noqa: E402
-from tests.test_resume import _start, _wait_for_checkpoint  # noqa: E402
+from tests.test_resume import kill_and_resume  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -76,30 +74,14 @@ def matrix() -> list[tuple[str, str, str, str, bool]]:
     return rows
 
 
-def kill_and_resume() -> list[dict]:
-    import torch
-
-    import headstart
-
-    out_rows = []
-    for kind, (make_data, args) in RESUME_CASES.items():
+def kill_and_resume_rows() -> list[dict]:
+    rows = []
+    for kind, (_, args) in RESUME_CASES.items():
         with tempfile.TemporaryDirectory() as tmp, _inside(Path(tmp)):
-            t = Path(tmp)
-            data = make_data(t)
-            whole = headstart.fit(data, out=str(t / "runs" / "whole"), **args)
-            out = t / "runs" / "r"
-            proc = _start(data, out, args, t)
-            ckpt = out / "checkpoints" / "last.ckpt"
-            _wait_for_checkpoint(proc, ckpt, extra=0.5)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            killed = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
-            t0 = time.perf_counter()
-            resumed = headstart.fit(data, out=str(out), resume=True, **args)
-            out_rows.append({"kind": kind, "model": args["model"].rsplit(":", 1)[-1], "epochs": args["epochs"], "killed": killed,
-                             "whole": whole.metrics["test"], "resumed": resumed.metrics["test"],
-                             "resume_s": time.perf_counter() - t0})
-    return out_rows
+            whole, resumed, killed = kill_and_resume(kind, Path(tmp))
+            rows.append({"kind": kind, "model": args["model"].rsplit(":", 1)[-1], "epochs": args["epochs"], "killed": killed,
+                         "whole": whole.metrics["test"], "resumed": resumed.metrics["test"]})
+    return rows
 
 
 def main() -> None:
@@ -107,7 +89,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "reliability.md"))
     a = ap.parse_args()
     rows = matrix()
-    resume = kill_and_resume()
+    resume = kill_and_resume_rows()
     by_cmd = collections.Counter(r[0] for r in rows)
     ok_cmd = collections.Counter(r[0] for r in rows if r[4])
     lines = [
@@ -134,9 +116,9 @@ def main() -> None:
         "## Killed with SIGKILL, then `--resume`",
         "",
         "A fit is started in a subprocess, killed with SIGKILL as soon as a checkpoint exists, and resumed with",
-        "`fit --resume`; the same fit also runs uninterrupted with the same seed. Every epoch re-seeds its",
-        "shuffling and augmentation from (seed, epoch), so the resumed fit replays exactly the epochs the",
-        "uninterrupted one ran.",
+        "`fit --resume`; the same fit also runs uninterrupted with the same seed. Shuffling is drawn from",
+        "(seed, epoch), each batch's augmentation and each step's dropout from (seed, epoch, position), so the",
+        "resumed fit replays exactly the epochs the uninterrupted one ran.",
         "",
         "| data | model | epochs | killed after epoch | uninterrupted: accuracy / log-loss | resumed: accuracy / log-loss | identical |",
         "|---|---|---|---|---|---|---|",

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from foundation import ROOT, SHARED, machine
+from foundation import ROOT, SHARED, Section, machine
 from foundation import run as run_cmd
 
 SIGN = str(SHARED / "images" / "sign_language_digits")
@@ -59,13 +57,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     a = ap.parse_args()
     seeds = a.seeds.split(",")
-    work = Path(tempfile.mkdtemp(prefix="headstart-bench-tr-"))
-    env = {**os.environ, "HEADSTART_QUIET": "1", "HEADSTART_CACHE_DIR": str(work / "cache")}
-    lines: list[str] = []
-
-    def emit(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
+    emit = Section("headstart-bench-tr-")
+    work, env = emit.work, emit.env
 
     specs = [f"{m}@{w}" if w else m for m, w in CANDIDATES.values()]
     t0 = time.perf_counter()
@@ -143,11 +136,9 @@ def main() -> None:
     for k, (d, secs) in dist.items():
         emit(f"| {k} | {d['n_source']} / {d['n_target']} | " + " | ".join(f"{d['distances'][x]:.4g}" for x in keys) + f" | {secs:.0f} |")
     emit()
-    out = Path(a.out)
-    previous = out.read_text() if out.exists() else "# Benchmarks\n\n"
-    out.write_text(previous.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
-    (work / "results.json").write_text(json.dumps({"rows": rows, "rank_wall": rank_wall, "distance": {k: v[0] for k, v in dist.items()}}, indent=2, default=str))
-    print(f"\nwritten to {out}; runs in {work}")
+    emit.append_to(Path(a.out))
+    (work / "results.json").write_text(json.dumps({"rows": rows, "rank_wall": rank_wall, "distance": {k: v[0] for k, v in dist.items()}},
+                                                  indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import subprocess
@@ -49,34 +48,42 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(CASES))
-def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
-    make_data, args = CASES[kind]
-    data = make_data(tmp_path)
-    reference = headstart.fit(data, out=str(tmp_path / "runs" / "whole"), **args)
+def kill_and_resume(kind: str, folder: Path) -> tuple[headstart.Run, headstart.Run, int]:
+    """Fit once uninterrupted; fit again in a subprocess, SIGKILL it after a checkpoint, resume it.
 
-    out = tmp_path / "runs" / "r"
-    proc = _start(data, out, args, tmp_path)
+    Returns (uninterrupted run, resumed run, epoch the checkpoint ended with). Checks on the
+    way that the killed run left a checkpoint and no model, and is refused without --resume.
+    """
+    import torch
+
+    make_data, args = CASES[kind]
+    data = make_data(folder)
+    reference = headstart.fit(data, out=str(folder / "runs" / "whole"), **args)
+    out = folder / "runs" / "r"
+    proc = _start(data, out, args, folder)
     ckpt = out / "checkpoints" / "last.ckpt"
     _wait_for_checkpoint(proc, ckpt, extra=0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists() and not (out / "model.safetensors").exists()
-    import torch
-
     killed_after = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
-    assert 1 <= killed_after < args["epochs"]
-
     with pytest.raises(HeadstartError, match="--resume"):  # never overwritten nor silently restarted
         headstart.fit(data, out=str(out), **args)
+    return reference, headstart.fit(data, out=str(out), resume=True, **args), killed_after
 
-    run = headstart.fit(data, out=str(out), resume=True, **args)
-    assert [int(r["epoch"]) for r in _history(out)] == list(range(1, args["epochs"] + 1))  # rows before the kill kept
-    assert _history(out) == _history(reference.path)  # every epoch's losses, identical
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
+    reference, run, killed_after = kill_and_resume(kind, tmp_path)
+    epochs = CASES[kind][1]["epochs"]
+    assert 1 <= killed_after < epochs
+    assert [int(r["epoch"]) for r in _history(run.path)] == list(range(1, epochs + 1))  # rows before the kill kept
+    assert _history(run.path) == _history(reference.path)  # every epoch's losses, identical
     for key in ("accuracy", "log_loss", "macro_f1"):
         assert run.metrics["test"][key] == pytest.approx(reference.metrics["test"][key], abs=1e-9), key
-    assert not (out / "checkpoints").exists()
-    (tmp_path / f"killed-{kind}.json").write_text(json.dumps({"killed_after_epoch": killed_after}))
+    assert not (run.path / "checkpoints").exists()
+    # the Lightning log of the killed attempt is kept beside the resumed one's
+    assert (run.path / "logs" / "metrics.csv").is_file() and (run.path / "logs" / "resume-1" / "metrics.csv").is_file()
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:

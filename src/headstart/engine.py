@@ -27,9 +27,9 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._progress import quiet
+from ._seed import seed_step
 from .backbones import unpickling_reason
 from .errors import HeadstartError, Interrupted
-from ._seed import seed_step
 from .strategies._base import FitContext, Strategy
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -279,6 +279,16 @@ def _kept(ckpt: Any, point: _ResumePoint, what: str) -> str:
     return f"{what} before the first checkpoint; nothing to resume: start again with --overwrite"
 
 
+def _log_version(logs: Any, resuming: bool) -> str:
+    """logs/metrics.csv for a fit; logs/resume-N/ for its N-th resume (Lightning would replace the first)."""
+    if not resuming:
+        return ""
+    n = 1
+    while (logs / f"resume-{n}").exists():
+        n += 1
+    return f"resume-{n}"
+
+
 def train(strategy: Strategy, ctx: FitContext) -> None:
     """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
     cfg, data = ctx.cfg, ctx.data
@@ -307,7 +317,7 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
         max_epochs=cfg.epochs,
         accelerator="auto",
         devices=1,
-        logger=CSVLogger(str(ctx.run_dir), name="logs", version=""),
+        logger=CSVLogger(str(ctx.run_dir), name="logs", version=_log_version(ctx.run_dir / "logs", cfg.resume and ckpt.is_file())),
         callbacks=callbacks,
         enable_progress_bar=show,
         enable_model_summary=False,

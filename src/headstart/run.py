@@ -11,7 +11,7 @@
       history.csv        one row per epoch (or per C for `linear`)
       report.html        summary + plots/ (learning curves, confusion matrix)
       backbone/          tokenizer and config of text backbones (no network needed to load)
-      logs/              Lightning CSV logs
+      logs/              Lightning CSV logs (logs/resume-N/ for the N-th resume)
       checkpoints/       last training checkpoint while a fit runs (removed when it ends)
 
 Loading never unpickles: weights come from safetensors, the rest is YAML/JSON.
