@@ -27,12 +27,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def prepare_output_dir(path: str | Path, *, overwrite: bool, markers: tuple[str, ...], what: str,
-                       resume: bool = False, options: str = "--out") -> Path:
+                       resume: bool | None = None, options: str = "--out") -> Path:
     """Create an output folder without ever destroying what the user had.
 
     An existing non-empty folder is kept for ``resume``, replaced only with
     ``overwrite`` *and* only when it holds one of ``markers`` (so it is one of
-    ours), refused otherwise with a message naming the way out.
+    ours), refused otherwise with a message naming the way out. ``resume`` is None for
+    outputs that cannot be resumed (the message then does not offer --resume).
     """
     import shutil
 
@@ -43,7 +44,7 @@ def prepare_output_dir(path: str | Path, *, overwrite: bool, markers: tuple[str,
         if resume:
             return p
         if not overwrite:
-            again = " (or --resume to continue it)" if what == "a headstart run" else ""
+            again = " (or --resume to continue it)" if resume is not None else ""
             raise HeadstartError(f"{p} already exists; choose another {options}, or pass --overwrite to replace it{again}")
         if not any((p / m).is_file() for m in markers):
             raise HeadstartError(f"{p} exists and is not {what}; refusing to delete it even with --overwrite")

@@ -37,6 +37,7 @@ from ._seed import seed_everything
 from .backbones import Backbone, build_backbone
 from .config import FitConfig
 from .data import Dataset, load_data
+from .data._dataset import per_class_subset, stratified_holdout
 from .errors import ConfigError, HeadstartError, kind_of
 from .features import default_cache_dir, extract
 
@@ -103,13 +104,8 @@ def _source_probs(backbone: Backbone, feats: np.ndarray) -> np.ndarray | None:
 def proxy_split(y: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, held-out) indices for the fine-tuning proxy: 25% of each class held out, train capped per class."""
     rng = np.random.default_rng(seed + 7919)
-    train, held = [], []
-    for c in np.unique(y[pool]):
-        idx = rng.permutation(pool[y[pool] == c])
-        n_held = max(1, int(round(0.25 * len(idx)))) if len(idx) >= 2 else 0
-        held.append(idx[:n_held])
-        train.append(idx[n_held:][:per_class])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+    train, held = stratified_holdout(y, pool, 0.25, rng)
+    return per_class_subset(y, train, per_class, rng), held
 
 
 def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs: int, per_class: int,
@@ -143,20 +139,15 @@ def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs:
             "n_train": int(len(train_idx)), "n_held": int(len(held_idx))}
 
 
-def _score(name: str, feats: np.ndarray, y: np.ndarray, probs: np.ndarray | None, seed: int) -> float:
-    if name == "logme":
-        return tr.logme(feats, y)
-    if name == "hscore":
-        return tr.hscore(feats, y)
-    if name == "leep":
-        return tr.leep(probs, y)
-    if name == "nce":
-        return tr.nce(probs, y)
-    if name == "knn":
-        return tr.knn_accuracy(feats, y, seed=seed)
-    if name == "linear":
-        return tr.linear_probe_accuracy(feats, y, seed=seed)
-    raise AssertionError(name)
+# name -> fn(features [N, D] float64, labels [N], source probabilities [N, Z] or None, seed)
+_FEATURE_SCORES = {
+    "logme": lambda f, y, p, seed: tr.logme(f, y),
+    "hscore": lambda f, y, p, seed: tr.hscore(f, y),
+    "leep": lambda f, y, p, seed: tr.leep(p, y),
+    "nce": lambda f, y, p, seed: tr.nce(p, y),
+    "knn": lambda f, y, p, seed: tr.knn_accuracy(f, y, seed=seed),
+    "linear": lambda f, y, p, seed: tr.linear_probe_accuracy(f, y, seed=seed),
+}
 
 
 def rank(
@@ -218,8 +209,9 @@ def rank(
             raise ConfigError(f"option --models: {cand.model} is {kind_of(backbone.modality)} but the data holds {ds.modality}s")
         fingerprints[cand.label] = backbone.fingerprint
         feats, finfo = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size)
-        feats = np.asarray(feats[pool], dtype=np.float64)
-        probs = _source_probs(backbone, np.asarray(feats, np.float32))
+        part = np.asarray(feats[pool])
+        probs = _source_probs(backbone, part)
+        feats = part.astype(np.float64)
         row: dict[str, Any] = {"candidate": cand.label, "model": cand.model, "weights": cand.weights,
                                "dim": int(feats.shape[1]), "params": int(sum(p.numel() for p in backbone.parameters())),
                                "source_classes": int(probs.shape[1]) if probs is not None else 0,
@@ -231,14 +223,13 @@ def rank(
             if name in NEEDS_SOURCE_HEAD and probs is None:
                 row[name] = float("nan")
                 continue
-            row[name] = _score(name, feats, y, probs, seed)
+            row[name] = _FEATURE_SCORES[name](feats, y, probs, seed)
         row["score_s"] = round(time.perf_counter() - t1, 2)
         if "proxy" in names:
             p = proxy_finetune(backbone, ds, pool, epochs=proxy_epochs, per_class=proxy_per_class, seed=seed)
             row["proxy"], row["proxy_log_loss"], row["proxy_s"] = p["accuracy"], p["log_loss"], round(p["seconds"], 2)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
-        del backbone
     if any(math.isnan(r.get(n, 0.0)) for r in rows for n in NEEDS_SOURCE_HEAD if n in names):
         missing = [r["candidate"] for r in rows if r["source_classes"] == 0]
         warn(f"LEEP/NCE need the source model's classifier; none for: {', '.join(missing)} (shown as n/a)")
@@ -257,6 +248,11 @@ def rank(
         _write_rank(out_dir, df, ds, pool)
         _remember(folder, ds, df, fingerprints, out_dir)
     return df
+
+
+def default_out(data: str | Path) -> Path:
+    """runs/rank-<data name>."""
+    return Path("runs") / f"rank-{Path(str(data).rstrip('/')).stem or data}"
 
 
 def _records(df: Any) -> list[dict[str, Any]]:

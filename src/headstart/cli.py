@@ -170,7 +170,7 @@ def rank_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where rank.json/csv/png and report.html go (default runs/rank-<data>)."),
     overwrite: bool = typer.Option(False, help="Replace an existing ranking folder."),
 ) -> None:
-    from ._rank import rank
+    from ._rank import default_out, rank
 
     cands = [m for spec in [*models, *ctx.args] for m in spec.split(",") if m.strip()]
     stray = [a for a in ctx.args if a.startswith("-")]
@@ -178,7 +178,7 @@ def rank_cmd(
         raise HeadstartError(f"rank: unknown option {stray[0]}; see `headstart rank --help`")
     if then_fit is not None and ctx.get_parameter_source("goal").name != "COMMANDLINE":
         goal = "linear" if then_fit == "linear" else "finetune"
-    target = out_dir or Path("runs") / f"rank-{Path(str(data).rstrip('/')).stem or data}"
+    target = out_dir or default_out(data)
     df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
               proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite)
     names = df.attrs["metrics"]

@@ -149,8 +149,6 @@ def read_table(
             raise DataError(f"{ref}: missing label in column {lcol!r}; fill it in or delete the row")
         if t is None or (isinstance(t, float) and t != t) or str(t).strip() == "":
             raise DataError(f"{ref}: empty text in column {tcol!r}; fill it in or delete the row")
-        if isinstance(lab, float) and lab.is_integer():
-            lab = int(lab)
         texts.append(str(t))
         labels.append(str(lab).strip())
         refs.append(ref)
