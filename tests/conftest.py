@@ -77,3 +77,15 @@ def image_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def text_csv(tmp_path: Path) -> Path:
     return write_text_table(tmp_path / "texts.csv")
+
+
+@pytest.fixture(scope="session")
+def source_run(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny CNN trained on a 3-class image task: the pretrained source that image strategies transfer."""
+    import headstart
+
+    root = tmp_path_factory.mktemp("source")
+    data = write_image_folder(root / "imgs", per_class=20, classes=3, seed=11)
+    run = headstart.fit(data, model="scratch:cnn@32", strategy="scratch", out=str(root / "run"), epochs=15,
+                        cache_dir=str(root / "cache"))
+    return str(run.path)

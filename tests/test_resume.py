@@ -45,13 +45,18 @@ CASES = {
     "images": (lambda t: write_image_folder(t / "imgs", per_class=16, classes=3),
                dict(model=TINY, strategy="scratch", epochs=60, batch_size=8, checkpoint_every=0.3, seed=2,
                     augment="standard")),
+    # gradual unfreezing: 1 of the 4 groups at first, one more every 5 epochs: a kill lands mid-schedule
+    "gradual": (lambda t: write_image_folder(t / "imgs", per_class=16, classes=3),
+                dict(model=TINY, strategy="gradual", start_unfrozen=1, unfreeze_every=5, epochs=40, batch_size=8, checkpoint_every=0.3,
+                     seed=3, augment="standard")),
 }
 
 
-def kill_and_resume(kind: str, folder: Path) -> tuple[headstart.Run, headstart.Run, int]:
+def kill_and_resume(kind: str, folder: Path) -> tuple[headstart.Run, headstart.Run, int, dict]:
     """Fit once uninterrupted; fit again in a subprocess, SIGKILL it after a checkpoint, resume it.
 
-    Returns (uninterrupted run, resumed run, epoch the checkpoint ended with). Checks on the
+    Returns (uninterrupted run, resumed run, epoch the checkpoint ended with, the strategy state
+    in that checkpoint). Checks on the
     way that the killed run left a checkpoint and no model, and is refused without --resume.
     """
     import torch
@@ -66,15 +71,16 @@ def kill_and_resume(kind: str, folder: Path) -> tuple[headstart.Run, headstart.R
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ckpt.exists() and not (out / "model.safetensors").exists()
-    killed_after = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"] + 1
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
     with pytest.raises(HeadstartError, match="--resume"):  # never overwritten nor silently restarted
         headstart.fit(data, out=str(out), **args)
-    return reference, headstart.fit(data, out=str(out), resume=True, **args), killed_after
+    resumed = headstart.fit(data, out=str(out), resume=True, **args)
+    return reference, resumed, saved["epoch"] + 1, saved.get("strategy_state", {})
 
 
 @pytest.mark.parametrize("kind", list(CASES))
 def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
-    reference, run, killed_after = kill_and_resume(kind, tmp_path)
+    reference, run, killed_after, _ = kill_and_resume(kind, tmp_path)
     epochs = CASES[kind][1]["epochs"]
     assert 1 <= killed_after < epochs
     assert [int(r["epoch"]) for r in _history(run.path)] == list(range(1, epochs + 1))  # rows before the kill kept
@@ -84,6 +90,20 @@ def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Pa
     assert not (run.path / "checkpoints").exists()
     # the Lightning log of the killed attempt is kept beside the resumed one's
     assert (run.path / "logs" / "metrics.csv").is_file() and (run.path / "logs" / "resume-1" / "metrics.csv").is_file()
+
+
+def test_gradual_resumes_mid_schedule_with_its_unfrozen_groups(tmp_path: Path) -> None:
+    """Killed while unfreezing: the checkpoint carries how many groups train, the resumed fit goes on from
+    there and ends with the same groups unfrozen, per epoch, and the same metrics as an uninterrupted fit."""
+    reference, run, killed_after, state = kill_and_resume("gradual", tmp_path)
+    rows, ref_rows = _history(run.path), _history(reference.path)
+    unfrozen = [int(r["unfrozen_groups"]) for r in rows]
+    assert state["unfrozen"] == unfrozen[killed_after - 1]  # saved with the checkpoint, not recomputed
+    assert 0 < state["unfrozen"] < 4, f"killed after epoch {killed_after}: not mid-schedule"
+    assert unfrozen == [int(r["unfrozen_groups"]) for r in ref_rows] and unfrozen[-1] == 4
+    assert rows == ref_rows
+    for key in ("accuracy", "log_loss"):
+        assert run.metrics["test"][key] == pytest.approx(reference.metrics["test"][key], abs=1e-9)
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:

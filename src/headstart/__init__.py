@@ -15,6 +15,7 @@ from pathlib import Path as _Path
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(_tempfile.gettempdir()) / "headstart-matplotlib"))
 _os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_Path(_tempfile.gettempdir()) / "headstart-torchinductor"))
 
+from ._compare import compare  # noqa: E402
 from ._domain import distance  # noqa: E402
 from ._fit import fit  # noqa: E402
 from ._rank import rank  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "HeadstartError",
     "Run",
     "__version__",
+    "compare",
     "distance",
     "fit",
     "list_backbones",

@@ -24,7 +24,7 @@ from .features import default_cache_dir
 from .heads import make_head
 from .report import plot_confusion, plot_learning_curves, write_report
 from .run import Run, dump_config, load_run, save_model, write_history, write_json
-from .strategies import FitContext, get_strategy
+from .strategies import FitContext, get_strategy, options_for
 
 
 def _as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
@@ -68,7 +68,7 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     if dataset is not None and data is None and not (config or overrides.get("data")):
         overrides["data"] = dataset.name
     cfg = _as_config(data, config, overrides)
-    get_strategy(cfg.strategy)  # fail on a misspelled strategy before any work
+    options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)

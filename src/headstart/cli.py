@@ -12,6 +12,7 @@ import functools
 import inspect
 import json
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from .config import FitConfig
 from .errors import HeadstartError
+from .strategies import get_strategy, option_fields
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning: choose a pretrained backbone, adapt it, measure it, ship it.")
@@ -66,12 +68,21 @@ def _fit_signature() -> inspect.Signature:
                           default=typer.Option(None, "--config", help="YAML file with FitConfig keys; flags override it.")),
     ]
     for f in dataclasses.fields(FitConfig):
-        if f.name == "data":
+        if f.name in ("data", "options"):
             continue
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if hints[f.name] is bool else [flag]
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
                                         default=typer.Option(f.default, *decls, help=f.metadata.get("help", ""))))
+    # each strategy's own options: a flag each, None = not given (the strategy's default applies)
+    for name, (f, owners) in option_fields().items():
+        hint = typing.get_type_hints(get_strategy(owners[0]).Options)[name]
+        base = typing.get_args(hint)[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
+        flag = "--" + name.replace("_", "-")
+        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if base is bool else [flag]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[base],
+                                        default=typer.Option(None, *decls, help=f.metadata.get("help", ""),
+                                                             rich_help_panel="Strategy options")))
     return inspect.Signature(params)
 
 
@@ -80,9 +91,10 @@ def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any
     from . import _fit as fitmod
 
     # Typer may bundle its own click: compare the source by name, not by enum identity.
+    opts = option_fields()
     given = {k: v for k, v in flags.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     if config is None:
-        given = flags  # no YAML: every flag (given or default) is the config
+        given = {k: v for k, v in flags.items() if k not in opts or v is not None}  # every flag given or defaulted
     run = fitmod.fit(data, config=config, **given)
     table = Table(title="headstart fit", show_header=False)
     for k, v in fitmod.summary_rows(run):
@@ -230,6 +242,35 @@ def distance_cmd(
         table.add_row(k, f"{v:.4g}", res["help"][k])
     out.print(table)
     out.print(f"plot and report: {target_dir}/domains.png, {target_dir}/report.html ({res['seconds']:.1f} s)")
+
+
+# -- compare -------------------------------------------------------------------------
+@app.command("compare", help="Fit several strategies at several label budgets (same seed and split): table + data-efficiency plot. "
+             "Any `fit` option may follow (e.g. --model timm:resnet18 --epochs 5 --lora-r 4).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def compare_cmd(
+    ctx: typer.Context,
+    data: str = typer.Argument(..., help="Labeled data: image folder, table file or built-in name."),
+    strategies: str = typer.Option("linear,finetune,lp-ft,lora", "--strategies", help="Comma-separated strategies."),
+    budgets: str = typer.Option("5,20,all", "--budgets", help="Labeled examples per class, comma-separated; 'all' = every one."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where runs/, compare.csv, data_efficiency.png and report.html go."),
+    overwrite: bool = typer.Option(False, help="Replace an existing comparison folder."),
+    resume: bool = typer.Option(False, help="Continue an interrupted comparison: finished runs are reused."),
+) -> None:
+    from ._compare import compare, default_out, parse_fit_flags
+
+    options = parse_fit_flags(list(ctx.args))
+    target = out_dir or default_out(data)
+    df = compare(data, strategies, budgets, out=target, overwrite=overwrite, resume=resume, **options)
+    table = Table(title=f"headstart compare: {data} (held-out accuracy)")
+    for col in ("strategy", "per class", "accuracy", "macro F1", "wall s", "trainable", "% backbone"):
+        table.add_column(col, justify="left" if col == "strategy" else "right")
+    for _, r in df.iterrows():
+        table.add_row(r["strategy"], f"{r['labels_per_class']:g}", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+                      f"{r['wall_seconds']:.1f}", f"{r['trainable_parameters']:,}", f"{r['trainable_percent']:.2f}")
+    out.print(table)
+    out.print(f"table, plot and report: {target}/compare.csv, {target}/data_efficiency.png, {target}/report.html")
 
 
 # -- listing and demo ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from .errors import ConfigError
 
 AUGMENT_PRESETS = ("auto", "none", "light", "standard")
 HEADER_MODES = ("auto", "yes", "no")
+CACHE_MODES = ("auto", "yes", "no")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -39,7 +40,7 @@ class FitConfig:
         "Backbone: timm:<name>, hf:<name-or-dir>, minilm, py:<module>:<factory>, run:<dir>, scratch:<arch>. "
         "'auto' = minilm for text, timm:resnet18 for images.",
     )
-    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch (see `headstart strategies`).")
+    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch, lp-ft, gradual, l2sp, lora, joint (see `headstart strategies`).")
     weights: str | None = _opt(None, "Local weights file (safetensors or a torch checkpoint) for the backbone.")
     pretrained: bool = _opt(True, "Load pretrained weights (hub or --weights); --no-pretrained = random init.")
     out: str | None = _opt(None, "Run directory to write (default runs/<name>).")
@@ -65,9 +66,12 @@ class FitConfig:
     layer_decay: float | None = _opt(
         None, "Discriminative LR: each layer group below the head gets this factor more (default 0.7 images, 1.0 = none for text)."
     )
-    head_init: str = _opt("random", "finetune: start the new head at random, or from the linear probe ('linear').")
     head_lr_mult: float = _opt(10.0, "The new head learns this many times faster than --lr (finetune).")
     freeze: int = _opt(0, "Freeze the lowest N layer groups (their BatchNorm stays in eval mode).")
+    train_bn: bool = _opt(False, "Let BatchNorm in frozen layers update its statistics (default: frozen layers keep them).")
+    cache_frozen: str = _opt(
+        "auto", "Cache the output of the frozen lowest groups once and train only above them: auto (when --freeze > 0 "
+        "and --augment none, images), yes, no.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
     dropout: float = _opt(0.0, "Dropout before the head.")
     augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
@@ -80,6 +84,8 @@ class FitConfig:
     cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
     checkpoint_every: float = _opt(60.0, "Seconds of training between resume checkpoints (checkpoints/last.ckpt).")
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "The strategy's own options (lora_r, unfreeze_every, ...); as flags: --lora-r 8."})
 
     def __post_init__(self) -> None:
         def bad(name: str, msg: str) -> ConfigError:
@@ -107,8 +113,10 @@ class FitConfig:
             raise bad("freeze", f"{self.freeze} must be >= 0")
         if self.augment not in AUGMENT_PRESETS:
             raise bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
-        if self.head_init not in ("random", "linear"):
-            raise bad("head_init", f"'{self.head_init}' is not one of random, linear")
+        if self.cache_frozen not in CACHE_MODES:
+            raise bad("cache_frozen", f"'{self.cache_frozen}' is not one of {', '.join(CACHE_MODES)}")
+        if not isinstance(self.options, dict):
+            raise bad("options", "must be a mapping of option: value")
         if self.header not in HEADER_MODES:
             raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         for name in ("train_size", "labels_per_class"):
@@ -149,7 +157,15 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> FitConfig:
+        """Keys of `FitConfig`; a strategy's option may also be given at top level (``lora_r: 8``)."""
+        from .strategies import option_fields
+
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        strategy_opts = option_fields()
+        moved = {k: d.pop(k) for k in list(d) if k not in known and k in strategy_opts}
+        if moved:
+            d["options"] = {**(d.get("options") or {}), **moved}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys are listed by `headstart fit --help`")

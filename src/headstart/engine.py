@@ -115,8 +115,8 @@ class EpochShuffle(Sampler[tuple[int, int]]):
 
 
 def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, augment: str, batch_size: int,
-                seed: int, num_workers: int = 0) -> DataLoader:
-    batcher = backbone.preprocess(train=train, augment=augment)
+                seed: int, num_workers: int = 0, batcher: Any = None) -> DataLoader:
+    batcher = batcher if batcher is not None else backbone.preprocess(train=train, augment=augment)
     ds = _Examples(items, y)
     collate = _Collate(batcher, seed)
     common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
@@ -151,6 +151,7 @@ class StrategyModule(L.LightningModule):
         super().__init__()
         self.strategy = strategy
         self.backbone, self.head = strategy.backbone, strategy.head
+        self.extra = torch.nn.ModuleDict(strategy.extra_modules())  # trained and checkpointed with the model
         self.total_steps = total_steps
         cfg = strategy.cfg
         self.lr, self.warmup = cfg.lr, cfg.warmup
@@ -166,6 +167,12 @@ class StrategyModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         self._enter_epoch()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["strategy_state"] = self.strategy.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._enter_epoch()
         seed_step(self.strategy.cfg.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
@@ -174,8 +181,11 @@ class StrategyModule(L.LightningModule):
         out = self.strategy.training_step(batch)
         bs = len(batch[1])
         self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs)
-        if "logits" in out:
-            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), batch[1]), on_step=False, on_epoch=True, batch_size=bs)
+        for k, v in out.get("log", {}).items():  # a strategy's own terms (source loss, penalty, ...)
+            self.log(f"train_{k}", v.detach() if torch.is_tensor(v) else float(v), on_step=False, on_epoch=True, batch_size=bs)
+        if "logits" in out and len(out["logits"]):
+            y = out.get("y", batch[1])  # the labels the logits are for (a strategy may score part of a batch)
+            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), y), on_step=False, on_epoch=True, batch_size=len(y))
         if not torch.isfinite(out["loss"]):
             raise FloatingPointError(
                 f"loss became {out['loss'].item()} in epoch {self.current_epoch + 1}; lower the learning rate (--lr)"
@@ -218,6 +228,10 @@ class _History(Callback):
         for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if k in m:
                 row[k] = round(float(m[k]), 6)
+        for k in sorted(m):  # a strategy's own logged terms
+            if k.startswith("train_") and k not in row and "_step" not in k and "_epoch" not in k:
+                row[k] = round(float(m[k]), 6)
+        row.update(module.strategy.epoch_record())
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["seconds"] = round(time.perf_counter() - self.t0, 2)
         self.rows.append(row)
@@ -291,12 +305,19 @@ def _log_version(logs: Any, resuming: bool) -> str:
 
 def train(strategy: Strategy, ctx: FitContext) -> None:
     """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
+    strategy.setup(ctx.backbone, ctx.head, ctx.data)
+    try:
+        _train(strategy, ctx)
+    finally:
+        strategy.teardown()
+
+
+def _train(strategy: Strategy, ctx: FitContext) -> None:
     cfg, data = ctx.cfg, ctx.data
-    strategy.setup(ctx.backbone, ctx.head, data)
-    tr_items, tr_y = data.subset(data.train_idx)
+    tr_items, tr_y = strategy.train_examples(data)
     va_items, va_y = data.subset(data.val_idx)
     train_dl = make_loader(ctx.backbone, tr_items, tr_y, train=True, augment=cfg.augment, batch_size=cfg.batch_size,
-                           seed=cfg.seed, num_workers=cfg.num_workers)
+                           seed=cfg.seed, num_workers=cfg.num_workers, batcher=strategy.batcher(True, cfg.augment))
     val_dl = make_loader(ctx.backbone, va_items, va_y, train=False, augment="none", batch_size=max(64, cfg.batch_size),
                          seed=cfg.seed) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
@@ -356,4 +377,5 @@ def train(strategy: Strategy, ctx: FitContext) -> None:
         "train_seconds": round(seconds, 2),
         "samples_per_second": round(len(tr_items) * max(1, epochs_run) / max(seconds, 1e-9), 1),
         "trainable_parameters": int(sum(p.numel() for p in module.parameters() if p.requires_grad)),
+        "backbone_parameters": int(sum(p.numel() for p in ctx.backbone.parameters())),
     })

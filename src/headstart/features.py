@@ -33,9 +33,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("HEADSTART_CACHE_DIR", "runs/.cache"))
 
 
-def cache_key(backbone: Backbone, data_fingerprint: str) -> str:
+def cache_key(backbone: Backbone, data_fingerprint: str, tag: str = "") -> str:
     h = hashlib.sha256()
-    for part in (backbone.fingerprint, backbone.preprocess_key(), data_fingerprint, "v1"):
+    for part in (backbone.fingerprint, backbone.preprocess_key(), data_fingerprint, "v1", tag):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:24]
@@ -84,23 +84,36 @@ def extract(
     data_fingerprint: str,
     cache_dir: str | Path | None = None,
     batch_size: int = 64,
+    *,
+    fn: Callable[[Any], torch.Tensor] | None = None,
+    width: int | None = None,
+    tag: str = "",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Features of all items, from the cache when present. Returns (features, info).
 
-    ``info`` has ``cached`` (bool), ``seconds`` and ``path``.
+    ``info`` has ``cached`` (bool), ``seconds`` and ``path``. By default the features
+    are ``backbone.forward_features``; ``fn`` (output ``[B, width]``) caches another
+    function of the batch under its own ``tag`` (e.g. the output of frozen lower layers).
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = cache_key(backbone, data_fingerprint)
+    key = cache_key(backbone, data_fingerprint, tag)
+    width = width or backbone.num_features
     path = folder / "features" / f"{key}.npy"
     t0 = time.perf_counter()
     if path.is_file():
         feats = np.load(path, mmap_mode="r")
-        if feats.shape == (len(items), backbone.num_features):
+        if feats.shape == (len(items), width):
             return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
-    feats = extract_items(backbone, items, batch_size)
+    if fn is None:
+        feats = extract_items(backbone, items, batch_size)
+    else:
+        feats = run_batches(backbone, items, width, fn, batch_size, f"caching {tag or 'outputs'}")
     buf = io.BytesIO()
     np.save(buf, feats)
+    del feats
     atomic_write_bytes(path, buf.getvalue())
-    meta = {"backbone": backbone.spec, "n": len(items), "dim": backbone.num_features, "created": time.time()}
+    del buf
+    feats = np.load(path, mmap_mode="r")  # memory-mapped: the pages are the OS's to keep or drop
+    meta = {"backbone": backbone.spec, "n": len(items), "dim": width, "tag": tag, "created": time.time()}
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
     return feats, {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}

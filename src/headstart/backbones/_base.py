@@ -67,8 +67,15 @@ def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
     """The architecture of a saved backbone, without source weights (a run loads its own)."""
     kind = spec["kind"]
     if kind in _REBUILD:
-        return _REBUILD[kind](spec, assets)
-    return _REGISTRY[kind](spec.get("name", ""), weights=None, pretrained=False)
+        backbone = _REBUILD[kind](spec, assets)
+    else:
+        backbone = _REGISTRY[kind](spec.get("name", ""), weights=None, pretrained=False)
+    if spec.get("lora"):  # a run saved with its (unmerged) adapters: the same modules get them again
+        from ._adapters import add_lora
+
+        lora = spec["lora"]
+        add_lora(backbone, lora["r"], lora["alpha"], lora["dropout"], lora["targets"])
+    return backbone
 
 
 class Backbone(nn.Module):

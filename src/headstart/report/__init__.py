@@ -1,14 +1,17 @@
 """Plots and HTML pages: a run's report, a ranking, a domain distance."""
 
+from ._compare import plot_data_efficiency, write_compare_report
 from ._choose import plot_domains, plot_rank, write_distance_report, write_rank_report
 from ._run import page_head, plot_confusion, plot_learning_curves, write_report
 
 __all__ = [
     "page_head",
+    "plot_data_efficiency",
     "plot_confusion",
     "plot_domains",
     "plot_learning_curves",
     "plot_rank",
+    "write_compare_report",
     "write_distance_report",
     "write_rank_report",
     "write_report",

@@ -1,0 +1,171 @@
+"""`compare`: several strategies at several label budgets, same seed and splits, one table and one plot.
+
+Each (strategy, budget) pair is an ordinary `fit` into ``<out>/runs/<strategy>-<budget>``
+with ``labels_per_class = budget`` (``all`` = every training example). The
+reported split depends only on the seed, so every run is scored on the same
+held-out examples. The folder is written as it goes (``compare.csv`` after every
+run); ``--resume`` reuses finished runs and resumes an interrupted one from its
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ._io import atomic_write_text, prepare_output_dir
+from ._progress import info
+from .config import FitConfig
+from .errors import ConfigError, HeadstartError
+from .strategies import get_strategy, list_strategies, option_fields, options_for
+
+
+def parse_budgets(text: str | list[Any]) -> list[int | None]:
+    """``"5,20,all"`` -> [5, 20, None] (None = all labels)."""
+    parts = [str(p).strip() for p in (text.split(",") if isinstance(text, str) else text) if str(p).strip()]
+    out: list[int | None] = []
+    for p in parts:
+        if p.lower() == "all":
+            out.append(None)
+        elif p.isdigit() and int(p) >= 1:
+            out.append(int(p))
+        else:
+            raise ConfigError(f"option --budgets: {p!r} is not a number of labels per class (>= 1) or 'all'")
+    if not out:
+        raise ConfigError("option --budgets: give at least one budget, e.g. 5,20,all")
+    return out
+
+
+def parse_strategies(text: str | list[str]) -> list[str]:
+    names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    for s in names:
+        get_strategy(s)  # names the valid ones on a typo
+    if not names:
+        raise ConfigError(f"option --strategies: give at least one of {', '.join(list_strategies())}")
+    return names
+
+
+def _options_for(strategy: str, fit_options: dict[str, Any]) -> dict[str, Any]:
+    """The fit options that apply to ``strategy`` (another strategy's own options are left out)."""
+    owners = option_fields()
+    return {k: v for k, v in fit_options.items() if k not in owners or strategy in owners[k][1]}
+
+
+def default_out(data: str) -> Path:
+    return Path("runs") / f"compare-{Path(str(data).rstrip('/')).stem or 'data'}"
+
+
+def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "5,20,all", *, out: str | Path | None = None,
+            overwrite: bool = False, resume: bool = False, **fit_options: Any) -> pd.DataFrame:
+    """Fit every strategy at every label budget; returns one row per run (also in ``<out>/compare.csv``).
+
+    ``fit_options`` are `FitConfig` fields and strategy options shared by all runs
+    (``model``, ``weights``, ``epochs``, ``test``, ``lora_r`` ...); ``out``, ``strategy``,
+    ``labels_per_class`` and ``data`` are set per run.
+    """
+    from ._fit import fit
+    from .report import plot_data_efficiency, write_compare_report
+
+    names = parse_strategies(strategies)
+    wanted = parse_budgets(budgets)
+    for k in ("out", "strategy", "labels_per_class", "data", "resume", "overwrite", "name"):
+        if k in fit_options:
+            raise ConfigError(f"compare: option {k} is set per run; drop it")
+    for s in names:  # every option checked before the first fit
+        options_for(FitConfig.from_dict({"data": str(data), "strategy": s, **_options_for(s, fit_options)}))
+    folder = prepare_output_dir(out or default_out(str(data)), overwrite=overwrite, resume=resume,
+                                markers=("compare.json",), what="a headstart comparison", options="--out")
+    rows: list[dict[str, Any]] = []
+    record = {"data": str(data), "strategies": names, "budgets": ["all" if b is None else b for b in wanted],
+              "options": fit_options, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    atomic_write_text(folder / "compare.json", json.dumps(record, indent=2, default=str))
+    for budget in wanted:
+        for s in names:
+            tag = f"{s}-{'all' if budget is None else budget}"
+            run_dir = folder / "runs" / tag
+            info(f"compare: {tag}")
+            run = _fit_or_reuse(fit, data, run_dir, s, budget, _options_for(s, fit_options))
+            rows.append(_row(run, s, budget))
+            _write(folder, record, rows)
+    df = pd.DataFrame(rows)
+    plot_data_efficiency(df, folder / "data_efficiency.png")
+    write_compare_report(folder, record, rows)
+    return df
+
+
+def _fit_or_reuse(fit: Any, data: str, run_dir: Path, strategy: str, budget: int | None, options: dict[str, Any]) -> Any:
+    from .run import load_run
+
+    if (run_dir / "metrics.json").is_file():
+        return load_run(run_dir)  # finished in an earlier, interrupted `compare`
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    return fit(data, strategy=strategy, labels_per_class=budget, out=str(run_dir), overwrite=not resume, resume=resume, **options)
+
+
+def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
+    m = run.metrics
+    f, d, test = m.get("fit", {}), m.get("data", {}), m.get("test", {})
+    classes = max(1, len(run.classes))
+    n_train = int(d.get("n_train", 0)) + int(d.get("n_val", 0))  # the labeled examples the strategy was given
+    trainable = f.get("trainable_parameters")
+    if trainable is None:  # no gradient loop (linear): only the head was fitted
+        trainable = sum(p.numel() for p in run.head.parameters())
+    backbone = f.get("backbone_parameters") or sum(p.numel() for p in run.backbone.parameters())
+    return {
+        "strategy": strategy, "budget": "all" if budget is None else budget,
+        "labels_per_class": round(n_train / classes, 1), "n_labeled": n_train,
+        "accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"), "log_loss": test.get("log_loss"),
+        "wall_seconds": f.get("wall_seconds"), "train_seconds": f.get("train_seconds"),
+        "trainable_parameters": int(trainable), "backbone_parameters": int(backbone),
+        "trainable_percent": round(100.0 * trainable / max(1, backbone), 3),
+        "samples_per_second": f.get("samples_per_second"), "run": str(run.path),
+    }
+
+
+def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    atomic_write_text(folder / "compare.csv", pd.DataFrame(rows).to_csv(index=False))
+    atomic_write_text(folder / "compare.json", json.dumps({**record, "rows": rows}, indent=2, default=str))
+
+
+def parse_fit_flags(args: list[str]) -> dict[str, Any]:
+    """``--model X --epochs 3 --no-pretrained --lora-r 4`` -> typed `FitConfig`/strategy options."""
+    hints = typing.get_type_hints(FitConfig)
+    types_of = {f.name: hints[f.name] for f in dataclasses.fields(FitConfig)}
+    for name, (_f, owners) in option_fields().items():
+        types_of[name] = typing.get_type_hints(get_strategy(owners[0]).Options)[name]
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            raise HeadstartError(f"compare: unexpected argument {tok!r}; fit options go as --name value")
+        key = tok[2:].replace("-", "_")
+        negated = key.startswith("no_") and key[3:] in types_of and key not in types_of
+        name = key[3:] if negated else key
+        if name not in types_of or name in ("data", "options"):
+            raise HeadstartError(f"compare: unknown option {tok}; see `headstart fit --help`")
+        hint = types_of[name]
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        if base is bool:
+            out[name] = not negated
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            raise HeadstartError(f"compare: option {tok} needs a value")
+        raw = args[i + 1]
+        try:
+            out[name] = base(raw) if base in (int, float) else raw
+        except ValueError:
+            kind = "an integer" if base is int else "a number"
+            raise HeadstartError(f"compare: option {tok}: {raw!r} is not {kind}") from None
+        i += 2
+    return out
+
+
+__all__ = ["compare", "default_out", "parse_budgets", "parse_fit_flags", "parse_strategies"]
