@@ -78,7 +78,7 @@ def kill_and_resume_rows() -> list[dict]:
     rows = []
     for kind, (_, args) in RESUME_CASES.items():
         with tempfile.TemporaryDirectory() as tmp, _inside(Path(tmp)):
-            whole, resumed, killed = kill_and_resume(kind, Path(tmp))
+            whole, resumed, killed, _ = kill_and_resume(kind, Path(tmp))
             rows.append({"kind": kind, "model": args["model"].rsplit(":", 1)[-1], "epochs": args["epochs"], "killed": killed,
                          "whole": whole.metrics["test"], "resumed": resumed.metrics["test"]})
     return rows

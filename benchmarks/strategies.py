@@ -9,9 +9,11 @@
 3. `headstart compare` on a stratified 5,000-sentence subset of SST-2 train.tsv with
    `minilm`, evaluated on dev.tsv (872), same strategies and budgets.
 
-    python benchmarks/strategies.py [--only cache,sign,sst2] [--out docs/benchmarks.md]
+    python benchmarks/strategies.py [--only cache,sign,sst2] [--out docs/benchmarks.md] [--reuse WORK_DIR]
 
-Runs the `headstart` command itself. Tables come from each comparison's compare.csv;
+Runs the `headstart` command itself. ``--reuse`` points at the work folder of an
+earlier, interrupted run: the comparisons continue with ``headstart compare --resume``
+(finished runs are reused, missing ones fitted). Tables come from each comparison's compare.csv;
 the data-efficiency plots are copied to docs/img/. Needs ../shared/data.
 """
 
@@ -35,7 +37,8 @@ STRATEGIES = "scratch,linear,finetune,lp-ft,lora,gradual,l2sp"
 
 def compare(args: list[str], out: Path, env: dict[str, str]) -> tuple[list[dict[str, str]], float]:
     t0 = time.perf_counter()
-    proc = subprocess.run([HEADSTART, "compare", *args, "--out", str(out)], env=env, capture_output=True, text=True)
+    resume = ["--resume"] if out.exists() else []
+    proc = subprocess.run([HEADSTART, "compare", *args, "--out", str(out), *resume], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"headstart compare {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     with open(out / "compare.csv", newline="") as f:
@@ -56,7 +59,7 @@ def emit_compare(emit: Section, rows: list[dict[str, str]], wall: float, plot: P
     for r in rows:
         walls[r["strategy"]] = walls.get(r["strategy"], 0.0) + float(r["wall_seconds"])
     emit("Wall time per strategy, all budgets: " + ", ".join(f"{k} {v:.0f} s" for k, v in walls.items())
-         + f"; the whole comparison {wall:.0f} s.")
+         + f"; all runs {sum(walls.values()):.0f} s (this invocation of compare: {wall:.0f} s).")
     emit()
     emit(f"![data efficiency](img/{name})")
     emit()
@@ -66,9 +69,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="cache,sign,sst2")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--reuse", default=None, help="work folder of an earlier run to continue")
     a = ap.parse_args()
     parts = set(a.only.split(","))
     emit = Section("headstart-bench-st-")
+    if a.reuse:
+        emit.work = Path(a.reuse)
+        emit.env["HEADSTART_CACHE_DIR"] = str(emit.work / "cache")
     env, work = emit.env, emit.work
     emit(f"## Fine-tuning toolbox benchmark — {date.today().isoformat()}")
     emit()

@@ -50,6 +50,8 @@ def test_compare_resume_reuses_finished_runs(tmp_path: Path) -> None:
     df = headstart.compare(data, "linear,scratch", "5", out="cmp", resume=True, **kw)
     assert list(df["strategy"]) == ["linear", "scratch"]
     assert Path("cmp/runs/linear-5/metrics.json").stat().st_mtime_ns == first  # reused, not refitted
+    with pytest.raises(HeadstartError, match="started with options"):  # other options: the runs are not reusable
+        headstart.compare(data, "linear", "5", out="cmp", resume=True, **{**kw, "epochs": 5})
 
 
 def test_compare_options_are_checked_before_any_fit(tmp_path: Path) -> None:

@@ -44,8 +44,10 @@ def parse_budgets(text: str | list[Any]) -> list[int | None]:
 
 def parse_strategies(text: str | list[str]) -> list[str]:
     names = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    known = list_strategies()
     for s in names:
-        get_strategy(s)  # names the valid ones on a typo
+        if s not in known:
+            raise ConfigError(f"option --strategies: {s!r} is unknown; choose from {', '.join(known)}")
     if not names:
         raise ConfigError(f"option --strategies: give at least one of {', '.join(list_strategies())}")
     return names
@@ -83,7 +85,8 @@ def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "
                                 markers=("compare.json",), what="a headstart comparison", options="--out")
     rows: list[dict[str, Any]] = []
     record = {"data": str(data), "strategies": names, "budgets": ["all" if b is None else b for b in wanted],
-              "options": fit_options, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "options": json.loads(json.dumps(fit_options, default=str)), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _check_same_comparison(folder / "compare.json", record)
     atomic_write_text(folder / "compare.json", json.dumps(record, indent=2, default=str))
     for budget in wanted:
         for s in names:
@@ -97,6 +100,20 @@ def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "
     plot_data_efficiency(df, folder / "data_efficiency.png")
     write_compare_report(folder, record, rows)
     return df
+
+
+def _check_same_comparison(path: Path, record: dict[str, Any]) -> None:
+    """A resumed comparison reuses finished runs: only if they were fitted on the same data with the same options."""
+    if not path.is_file():
+        return
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise HeadstartError(f"{path}: unreadable; start the comparison again with --overwrite") from None
+    for key in ("data", "options"):
+        if before.get(key) != record[key]:
+            raise HeadstartError(f"{path.parent}: this comparison was started with {key} {before.get(key)!r}, not "
+                                 f"{record[key]!r}; its runs cannot be reused: choose another --out or pass --overwrite")
 
 
 def _fit_or_reuse(fit: Any, data: str, run_dir: Path, strategy: str, budget: int | None, options: dict[str, Any]) -> Any:

@@ -159,3 +159,16 @@ def test_hf_run_reloads_from_its_own_folder(tiny_hf_dir: Path, text_csv: Path) -
     shutil.rmtree(local)
     again = headstart.load(run.path)
     assert np.allclose(again.predict_proba(["the coach and the team", "flour in the oven"]), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", ["minilm", "scratch:cnn@32", "timm:resnet18"])
+def test_reinit_replaces_every_weight_matrix(model: str) -> None:
+    """The `scratch` baseline really starts from random weights (transformers 5 skips `_init_weights`
+    on modules loaded from a checkpoint: a silent no-op once made "scratch" a fine-tuned MiniLM)."""
+    from headstart.backbones import build_backbone
+
+    bb = build_backbone(model, pretrained=model == "minilm")  # no hub here: timm random init is the "before"
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    bb.reinit()
+    kept = [k for k, v in bb.state_dict().items() if v.ndim >= 2 and torch.equal(v, before[k])]
+    assert kept == []

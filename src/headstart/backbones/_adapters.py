@@ -70,8 +70,9 @@ def resolve_targets(root: nn.Module, targets: list[str] | None) -> list[str]:
     for t in targets:
         hit = [n for n in names if _matches(n, t)]
         if not hit:
-            close = sorted({n.rsplit(".", 1)[-1] for n in names})[:12]
-            raise ConfigError(f"option --lora-targets: no module named {t!r}; module names end in e.g. {', '.join(close)}")
+            layers = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))][:6]
+            raise ConfigError(f"option --lora-targets: no module named {t!r}; layers LoRA can adapt here are e.g. "
+                              f"{', '.join(layers)}")
         out.extend(h for h in hit if h not in out)
     return out
 

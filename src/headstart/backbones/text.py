@@ -77,7 +77,16 @@ class HFTextBackbone(Backbone):
         self.tokenizer.save_pretrained(folder)
 
     def reinit(self) -> None:
-        self.model.apply(self.model._init_weights)
+        """Random weights, as a freshly configured model gets them.
+
+        ``model.apply(model._init_weights)`` is a no-op in transformers 5 (modules
+        loaded from a checkpoint are flagged as initialised and skipped), so the
+        weights come from a new model built from the same config.
+        """
+        from transformers import AutoModel
+
+        fresh = AutoModel.from_config(self.model.config)
+        self.model.load_state_dict(fresh.state_dict(), strict=False)  # strict=False: the dropped pooler
 
 
 def _load(name_or_dir: str, pretrained: bool, spec: dict[str, Any]) -> HFTextBackbone:
