@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from ._seed import seed_everything
 from .backbones import build_backbone
 from .config import FitConfig
 from .data import Dataset, load_data
-from .errors import ConfigError, kind_of
+from .errors import ConfigError, HeadstartError, kind_of
 from .evaluate import compute_metrics, predict_outputs
 from .features import default_cache_dir
 from .heads import make_head
@@ -56,6 +58,18 @@ def _prepare_out(cfg: FitConfig) -> Path:
                               what="a headstart run", options="--out/--name")
 
 
+@contextlib.contextmanager
+def _removed_if_refused(out: Path, fresh: bool) -> Iterator[None]:
+    """A fit refused before training left anything to resume (bad option, missing weights, a network the
+    frozen-layer cache cannot cut) removes the folder it just made, so the corrected command needs no --overwrite."""
+    try:
+        yield
+    except HeadstartError:
+        if fresh and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
         **overrides: Any) -> Run:
     """Fit a transferred model and write its run directory. Returns the loaded `Run`.
@@ -79,22 +93,23 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     user_lr = cfg.lr
     cfg = cfg.resolved(ds.modality, len(ds.train_idx))
     out = _prepare_out(cfg)
-    cfg = dataclasses.replace(cfg, out=str(out))
-    seed_everything(cfg.seed)
-    backbone = build_backbone(cfg.model, weights=cfg.weights, pretrained=cfg.pretrained)
-    if backbone.modality != ds.modality:
-        raise ConfigError(f"option --model: {cfg.model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
-    if user_lr is None and getattr(backbone, "default_lr", None):
-        cfg = dataclasses.replace(cfg, lr=backbone.default_lr)  # e.g. from-scratch embeddings need a larger step
-    if hasattr(backbone, "max_length"):
-        backbone.max_length = cfg.max_length
-    dump_config(out, {**cfg.to_dict(), "resume": False})
-    head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
-    strategy = get_strategy(cfg.strategy)(cfg)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-    predicted = predicted_for(cache_dir, ds.fingerprint(), backbone)  # before training changes the weights
-    ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
-    strategy.fit(ctx)
+    with _removed_if_refused(out, fresh=not cfg.resume):  # a resumed folder is never removed
+        cfg = dataclasses.replace(cfg, out=str(out))
+        seed_everything(cfg.seed)
+        backbone = build_backbone(cfg.model, weights=cfg.weights, pretrained=cfg.pretrained)
+        if backbone.modality != ds.modality:
+            raise ConfigError(f"option --model: {cfg.model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
+        if user_lr is None and getattr(backbone, "default_lr", None):
+            cfg = dataclasses.replace(cfg, lr=backbone.default_lr)  # e.g. from-scratch embeddings need a larger step
+        if hasattr(backbone, "max_length"):
+            backbone.max_length = cfg.max_length
+        dump_config(out, {**cfg.to_dict(), "resume": False})
+        head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
+        strategy = get_strategy(cfg.strategy)(cfg)
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        predicted = predicted_for(cache_dir, ds.fingerprint(), backbone)  # before training changes the weights
+        ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
+        strategy.fit(ctx)
 
     # Evaluate once on the reported split; the selection split is reported separately.
     metrics: dict[str, Any] = {}

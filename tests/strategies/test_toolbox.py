@@ -227,6 +227,7 @@ def test_frozen_cache_refuses_what_it_cannot_do(images: Path, source_run: str) -
     with pytest.raises(ConfigError, match="needs its input between frozen layers"):
         headstart.fit(images, model=f"py:{factory}:tiny_vit_like", pretrained=False, freeze=2, cache_frozen="yes",
                       augment="none", epochs=1, out="runs/3")
+    assert not any(Path("runs", n).exists() for n in ("1", "2", "3"))  # refused: no folder left to --overwrite
     with pytest.warns(UserWarning, match="frozen layers not cached"):  # auto: trains without the cache, says why
         run = headstart.fit(images, model=f"py:{factory}:tiny_vit_like", pretrained=False, freeze=2, augment="none",
                             epochs=1, out="runs/vit")
