@@ -23,7 +23,7 @@ from ._io import atomic_write_text, prepare_output_dir
 from ._progress import info
 from .config import FitConfig
 from .errors import ConfigError, HeadstartError
-from .strategies import get_strategy, list_strategies, option_fields, options_for
+from .strategies import list_strategies, option_fields, option_types, options_for
 
 
 def parse_budgets(text: str | list[Any]) -> list[int | None]:
@@ -154,8 +154,7 @@ def parse_fit_flags(args: list[str]) -> dict[str, Any]:
     """``--model X --epochs 3 --no-pretrained --lora-r 4`` -> typed `FitConfig`/strategy options."""
     hints = typing.get_type_hints(FitConfig)
     types_of = {f.name: hints[f.name] for f in dataclasses.fields(FitConfig)}
-    for name, (_f, owners) in option_fields().items():
-        types_of[name] = typing.get_type_hints(get_strategy(owners[0]).Options)[name]
+    types_of.update(option_types())
     out: dict[str, Any] = {}
     i = 0
     while i < len(args):

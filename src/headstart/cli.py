@@ -12,7 +12,6 @@ import functools
 import inspect
 import json
 import sys
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,7 @@ from rich.table import Table
 
 from .config import FitConfig
 from .errors import HeadstartError
-from .strategies import get_strategy, option_fields
+from .strategies import option_fields, option_types
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning: choose a pretrained backbone, adapt it, measure it, ship it.")
@@ -75,9 +74,9 @@ def _fit_signature() -> inspect.Signature:
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
                                         default=typer.Option(f.default, *decls, help=f.metadata.get("help", ""))))
     # each strategy's own options: a flag each, None = not given (the strategy's default applies)
-    for name, (f, owners) in option_fields().items():
-        hint = typing.get_type_hints(get_strategy(owners[0]).Options)[name]
-        base = typing.get_args(hint)[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) else hint
+    kinds = option_types()
+    for name, (f, _owners) in option_fields().items():
+        base = kinds[name]
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if base is bool else [flag]
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[base],

@@ -13,6 +13,6 @@
 """
 
 from . import finetune, gradual, joint, l2sp, linear, lora, lp_ft  # noqa: F401  (registration)
-from ._base import FitContext, Strategy, get_strategy, list_strategies, option_fields, options_for, register_strategy
+from ._base import FitContext, Strategy, get_strategy, list_strategies, option_fields, option_types, options_for, register_strategy
 
-__all__ = ["FitContext", "Strategy", "get_strategy", "list_strategies", "option_fields", "options_for", "register_strategy"]
+__all__ = ["FitContext", "Strategy", "get_strategy", "list_strategies", "option_fields", "option_types", "options_for", "register_strategy"]

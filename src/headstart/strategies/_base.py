@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -57,6 +58,15 @@ def option_fields() -> dict[str, tuple[Field, list[str]]]:
         opts = _STRATEGIES[name].Options
         for f in fields(opts) if opts is not None else ():
             out.setdefault(f.name, (f, []))[1].append(name)
+    return out
+
+
+def option_types() -> dict[str, type]:
+    """Every strategy option's value type, ``X | None`` unwrapped to ``X`` (for parsing flags)."""
+    out: dict[str, type] = {}
+    for name, (_f, owners) in option_fields().items():
+        hint = typing.get_type_hints(_STRATEGIES[owners[0]].Options)[name]
+        out[name] = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
     return out
 
 

@@ -31,6 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .._io import atomic_write_text
 from ..backbones import Backbone
 from ..backbones._adapters import adapter_parameters, add_lora, lora_root, merge_lora
 from ..config import _opt
@@ -111,4 +112,4 @@ def save_adapter(ctx: FitContext, tuner: Any) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in ctx.head.state_dict().items()}, str(folder / "head.safetensors"))
     head = {"task": ctx.data.task, "classes": ctx.data.classes, "num_features": ctx.backbone.num_features,
             "base_model": ctx.cfg.model, "base_weights": ctx.cfg.weights}
-    (folder / "labels.json").write_text(json.dumps(head, indent=2), encoding="utf-8")
+    atomic_write_text(folder / "labels.json", json.dumps(head, indent=2))
