@@ -150,7 +150,7 @@ def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> 
     atomic_write_text(folder / "compare.json", json.dumps({**record, "rows": rows}, indent=2, default=str))
 
 
-def parse_fit_flags(args: list[str]) -> dict[str, Any]:
+def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]:
     """``--model X --epochs 3 --no-pretrained --lora-r 4`` -> typed `FitConfig`/strategy options."""
     hints = typing.get_type_hints(FitConfig)
     types_of = {f.name: hints[f.name] for f in dataclasses.fields(FitConfig)}
@@ -160,12 +160,12 @@ def parse_fit_flags(args: list[str]) -> dict[str, Any]:
     while i < len(args):
         tok = args[i]
         if not tok.startswith("--"):
-            raise HeadstartError(f"compare: unexpected argument {tok!r}; fit options go as --name value")
+            raise HeadstartError(f"{command}: unexpected argument {tok!r}; fit options go as --name value")
         key = tok[2:].replace("-", "_")
         negated = key.startswith("no_") and key[3:] in types_of and key not in types_of
         name = key[3:] if negated else key
         if name not in types_of or name in ("data", "options"):
-            raise HeadstartError(f"compare: unknown option {tok}; see `headstart fit --help`")
+            raise HeadstartError(f"{command}: unknown option {tok}; see `headstart fit --help`")
         hint = types_of[name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         if base is bool:
@@ -173,13 +173,13 @@ def parse_fit_flags(args: list[str]) -> dict[str, Any]:
             i += 1
             continue
         if i + 1 >= len(args):
-            raise HeadstartError(f"compare: option {tok} needs a value")
+            raise HeadstartError(f"{command}: option {tok} needs a value")
         raw = args[i + 1]
         try:
             out[name] = base(raw) if base in (int, float) else raw
         except ValueError:
             kind = "an integer" if base is int else "a number"
-            raise HeadstartError(f"compare: option {tok}: {raw!r} is not {kind}") from None
+            raise HeadstartError(f"{command}: option {tok}: {raw!r} is not {kind}") from None
         i += 2
     return out
 

@@ -126,6 +126,7 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     if ds.skipped:
         metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
     save_model(out, backbone, head, ds.task, ds.classes, cfg.dropout)
+    metrics.update(strategy.after_fit(ctx, metrics))
     write_history(out, ctx.history)
     write_json(out / "metrics.json", metrics)
     plot_learning_curves(ctx.history, out / "plots" / "learning_curves.png")

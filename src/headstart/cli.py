@@ -114,12 +114,13 @@ def evaluate(
     split: str = typer.Option("all", help="all = every labeled example; test = only the data's reported part."),
     text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
     label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    engine: str = typer.Option("torch", help="torch, or onnx = the file the last `headstart export` accepted."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     from .run import load_run
 
     r = load_run(run)
-    m = r.evaluate(data, split=split, text_col=text_col, label_col=label_col)
+    m = r.evaluate(data, split=split, engine=engine, text_col=text_col, label_col=label_col)
     if as_json:
         print(json.dumps(m))
         return
@@ -141,6 +142,7 @@ def predict(
     inputs: Optional[list[str]] = typer.Argument(None, help="Images, folders, CSV/TSV files, or texts; '-' or nothing = stdin."),
     text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
     batch_size: int = typer.Option(64, help="Batch size."),
+    engine: str = typer.Option("torch", help="torch, or onnx = the file the last `headstart export` accepted (same output)."),
 ) -> None:
     from .data import TABLE_EXTENSIONS
     from .run import load_run
@@ -156,8 +158,77 @@ def predict(
             items = [i.strip() for i in items]
     if not items:
         raise HeadstartError("predict: no inputs given (pass files or folders, or pipe text lines on stdin)")
-    for row in r.predict(items, batch_size=batch_size, text_col=text_col):
+    for row in r.predict(items, batch_size=batch_size, text_col=text_col, engine=engine):
         sys.stdout.write(json.dumps(row) + "\n")
+
+
+# -- distill ------------------------------------------------------------------------
+@app.command("distill", help="Train a student model on a teacher run's softened outputs plus DATA's labels "
+             "(strategy distill). Any `fit` option may follow (e.g. --epochs 20 --augment none).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def distill_cmd(
+    ctx: typer.Context,
+    teacher: Path = typer.Argument(..., help="The teacher's run directory."),
+    data: str = typer.Argument(..., help="Labeled data with the teacher's classes: image folder or table file."),
+    student: str = typer.Option(..., "--student", help="The student backbone: any model string (e.g. scratch:cnn-w8, timm:...)."),
+    temperature: float = typer.Option(4.0, help="Softmax temperature of the teacher's soft targets."),
+    alpha: float = typer.Option(0.9, help="Weight of the soft (teacher) term; 1 - alpha weighs the true labels."),
+    unlabeled: Optional[str] = typer.Option(None, help="Extra unlabeled inputs taught by the teacher only (image folder or text table)."),
+) -> None:
+    from . import _fit as fitmod
+    from ._compare import parse_fit_flags
+
+    options = parse_fit_flags(list(ctx.args), "distill")
+    for name in ("model", "strategy", "teacher", "temperature", "alpha", "unlabeled"):
+        if name in options:
+            raise HeadstartError(f"distill: --{name} is set by the command itself; see `headstart distill --help`")
+    run = fitmod.fit(data, model=student, strategy="distill", teacher=str(teacher), temperature=temperature, alpha=alpha,
+                     unlabeled=unlabeled, **options)
+    table = Table(title="headstart distill", show_header=False)
+    for k, v in fitmod.summary_rows(run):
+        table.add_row(k, v)
+    out.print(table)
+    rec = run.metrics.get("distill", {})
+    if rec:
+        cmp = Table(title=f"teacher vs student (held-out split; teacher {rec['teacher_split']})")
+        for col in ("", "model", "accuracy", "parameters", "weights MB", "ms / example"):
+            cmp.add_column(col, justify="left" if col in ("", "model") else "right")
+        for who in ("teacher", "student"):
+            r = rec[who]
+            acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "n/a"
+            cmp.add_row(who, r["model"], acc, f"{r['parameters']:,}", f"{r['file_mb']:.2f}", f"{r.get('latency_ms', float('nan')):.2f}")
+        out.print(cmp)
+
+
+# -- ship: export -------------------------------------------------------------------
+@app.command("export", help="Export a run to ONNX (optionally pruned and/or int8), each file checked against PyTorch "
+             "on held-out data; written to RUN/export/.")
+@_user_errors
+def export_cmd(
+    run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime quantization (static for images, dynamic for text)."),
+    prune: Optional[float] = typer.Option(None, "--prune", help="Zero this fraction of each conv/linear layer's smallest weights (e.g. 0.5)."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse a file whose held-out accuracy is more than this many points below PyTorch's."),
+    force: bool = typer.Option(False, "--force", help="Keep a file even when it loses more than --max-drop."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labeled data to check on (default: the run's own held-out split)."),
+    calibration: int = typer.Option(256, help="Training images used to calibrate static int8 quantization."),
+) -> None:
+    from .run import load_run
+
+    record = load_run(run).export(format=format, quantize=quantize, prune=prune, max_drop=max_drop, force=force, data=data,
+                                  calibration=calibration)
+    table = Table(title=f"headstart export {run}: checked on {record['checked_on']}")
+    for col in ("file", "MB", "zip MB", "max |diff|", "agree", "accuracy", "Δ pts"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    table.add_row("PyTorch fp32", "", "", "", "", f"{record['pytorch_fp32']['accuracy']:.4f}", "")
+    for st in record["stages"]:
+        forced = " (forced)" if st.get("forced") else ""
+        table.add_row(st["file"] + forced, f"{st['bytes'] / 1e6:.2f}", f"{st['zipped_bytes'] / 1e6:.2f}", f"{st['max_abs_diff']:.1e}",
+                      f"{st['class_agreement']:.4f}", f"{st['accuracy']:.4f}", f"{0.0 - st['drop_points']:+.2f}")
+    out.print(table)
+    out.print(f"`headstart predict {run} --engine onnx` uses {record['default']}")
 
 
 # -- choose: rank / distance ---------------------------------------------------------

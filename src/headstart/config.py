@@ -40,7 +40,7 @@ class FitConfig:
         "Backbone: timm:<name>, hf:<name-or-dir>, minilm, py:<module>:<factory>, run:<dir>, scratch:<arch>. "
         "'auto' = minilm for text, timm:resnet18 for images.",
     )
-    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch, lp-ft, gradual, l2sp, lora, joint (see `headstart strategies`).")
+    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch, lp-ft, gradual, l2sp, lora, joint, distill (see `headstart strategies`).")
     weights: str | None = _opt(None, "Local weights file (safetensors or a torch checkpoint) for the backbone.")
     pretrained: bool = _opt(True, "Load pretrained weights (hub or --weights); --no-pretrained = random init.")
     out: str | None = _opt(None, "Run directory to write (default runs/<name>).")

@@ -17,6 +17,25 @@ def predict_outputs(backbone: Any, head: Any, items: list[Any], batch_size: int 
                        batch_size, "predicting")
 
 
+def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:
+    """Median milliseconds to predict one example alone (batch of 1), preprocessing included."""
+    import time
+
+    import torch
+
+    backbone.eval()
+    head.eval()
+    batcher = backbone.preprocess(train=False)
+    times = []
+    with torch.inference_mode():
+        for i, item in enumerate([items[0]] * warmup + list(items)):
+            t0 = time.perf_counter()
+            head.outputs(head(backbone.forward_features(batcher([item]))))
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)
+
+
 def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[str]) -> dict[str, Any]:
     """accuracy, balanced accuracy, macro-F1, log-loss, ROC AUC (binary), confusion matrix, per-class recall."""
     from sklearn import metrics as skm

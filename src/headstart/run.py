@@ -56,7 +56,8 @@ class Run:
         return self.backbone.modality
 
     # -- inputs ----------------------------------------------------------------
-    def _resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
+    def resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
+        """(examples, where each came from) for files, folders, tables, arrays or strings, as `predict` takes them."""
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
         items: list[Any] = []
@@ -100,14 +101,28 @@ class Run:
         return items, refs
 
     # -- use -------------------------------------------------------------------
-    def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
-        items, _ = self._resolve_inputs(inputs)
-        return predict_outputs(self.backbone, self.head, items, batch_size)
+    def _outputs(self, items: list[Any], batch_size: int, engine: str) -> np.ndarray:
+        """Probabilities through PyTorch (``engine="torch"``) or the ONNX export (``"onnx"``)."""
+        if engine == "torch":
+            return predict_outputs(self.backbone, self.head, items, batch_size)
+        if engine == "onnx":
+            from .export import OnnxModel, default_onnx
 
-    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None) -> list[dict[str, Any]]:
-        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``."""
-        items, refs = self._resolve_inputs(inputs, text_col)
-        probs = predict_outputs(self.backbone, self.head, items, batch_size)
+            return OnnxModel(default_onnx(self.path), self.backbone).outputs(items, batch_size)
+        raise HeadstartError(f"option --engine: {engine!r} is not one of torch, onnx")
+
+    def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str = "torch") -> np.ndarray:
+        items, _ = self.resolve_inputs(inputs)
+        return self._outputs(items, batch_size, engine)
+
+    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None, engine: str = "torch") -> list[dict[str, Any]]:
+        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
+
+        ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
+        with the same preprocessing and the same output.
+        """
+        items, refs = self.resolve_inputs(inputs, text_col)
+        probs = self._outputs(items, batch_size, engine)
         return [
             {
                 "input": ref,
@@ -117,21 +132,42 @@ class Run:
             for ref, p in zip(refs, probs)
         ]
 
-    def evaluate(self, data: str | Path | Dataset, split: str = "all", **load_kw: Any) -> dict[str, Any]:
+    def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str = "torch", **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
         ds = data if isinstance(data, Dataset) else load_data(data, **load_kw)
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
+        items, y = self.labeled(ds, idx)
+        return compute_metrics(y, self._outputs(items, 64, engine), self.task, self.classes)
+
+    def labeled(self, ds: Dataset, idx: np.ndarray) -> tuple[list[Any], np.ndarray]:
+        """Examples ``idx`` of ``ds`` with labels in this run's class order (an unknown class is an error)."""
         mapping = {}
         for i, c in enumerate(ds.classes):
             if c not in self.classes:
                 where = ds.refs[int(np.flatnonzero(ds.y == i)[0])]
                 raise DataError(f"{where}: label {c!r} is not one of the run's classes ({', '.join(self.classes)})")
             mapping[i] = self.classes.index(c)
-        y = np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
-        probs = predict_outputs(self.backbone, self.head, [ds.items[i] for i in idx])
-        return compute_metrics(y, probs, self.task, self.classes)
+        return [ds.items[i] for i in idx], np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
+
+    def reload_data(self) -> Dataset:
+        """The data this run was fitted on, split exactly as in the fit (same seed and fractions)."""
+        c = self.config
+        if not c.get("data"):
+            raise HeadstartError(f"{self.path}/config.yaml: does not name the run's data; pass --data with labeled data")
+        keys = ("test", "text_col", "label_col", "header", "strict", "seed", "val_fraction", "test_fraction", "train_size",
+                "labels_per_class")
+        try:
+            return load_data(c["data"], **{k: c[k] for k in keys if k in c})
+        except DataError as e:
+            raise DataError(f"the run's data cannot be read again ({e}); pass --data with labeled data") from None
+
+    def export(self, **options: Any) -> dict[str, Any]:
+        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on held-out data; see `headstart.export`."""
+        from .export import export_run
+
+        return export_run(self, **options)
 
 
 # -- save / load ---------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``scratch:<arch>``: small networks from random init, the baselines every comparison needs.
 
 * ``scratch:cnn`` – four conv-BN-ReLU blocks (32-64-128-256), global average
-  pooling; 64x64 input (``scratch:cnn@96`` for another size).
+  pooling; 64x64 input (``scratch:cnn@96`` for another size); ``scratch:cnn-w8``
+  starts at 8 channels (8-16-32-64, ~25k parameters: a distillation student).
 * ``scratch:bow`` – a bag of hashed word unigrams and bigrams, embedded and
   averaged (fastText-style); the usual from-scratch text baseline.
 """
@@ -20,7 +21,7 @@ from ..errors import HeadstartError
 from ._base import Backbone, register_backbone, register_rebuild
 from ._vision import ImageBackbone
 
-ARCHS = ("cnn", "bow")
+ARCHS = ("cnn", "cnn-w<width>", "bow")
 
 
 def _block(i: int, o: int) -> nn.Sequential:
@@ -28,11 +29,12 @@ def _block(i: int, o: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, size: int = 64):
+    def __init__(self, size: int = 64, width: int = 32):
         super().__init__()
-        self.stages = nn.Sequential(_block(3, 32), _block(32, 64), _block(64, 128), _block(128, 256))
+        w = width
+        self.stages = nn.Sequential(_block(3, w), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = 256
+        self.num_features = 8 * w
         self.pretrained_cfg = {"input_size": (3, size, size), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25), "crop_pct": 1.0}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,9 +94,13 @@ class BowBackbone(Backbone):
 
 def _make(arch: str) -> Backbone:
     name, _, size = arch.partition("@")
-    if name == "cnn":
+    cnn = re.fullmatch(r"cnn(?:-w(\d+))?", name)
+    if cnn:
         s = int(size) if size.isdigit() else 64
-        net = SmallCNN(s)
+        width = int(cnn.group(1) or 32)
+        if not 1 <= width <= 512:
+            raise HeadstartError(f"option --model: scratch:{arch}: width {width} must be in 1..512")
+        net = SmallCNN(s, width)
         return ImageBackbone(net, net.num_features, {"kind": "scratch", "name": arch}, {
             "input_size": net.pretrained_cfg["input_size"], "mean": net.pretrained_cfg["mean"],
             "std": net.pretrained_cfg["std"], "crop_pct": 1.0, "interpolation": "bilinear"})

@@ -82,6 +82,20 @@ def predicted_section(predicted: dict[str, Any] | None, test: dict[str, Any]) ->
     return f"<h2>Predicted (headstart rank) vs obtained</h2>{_table(rows)}"
 
 
+def distill_section(record: dict[str, Any] | None) -> str:
+    """Teacher vs student on the same held-out split (strategy `distill`)."""
+    if not record:
+        return ""
+    keys = ("model", "accuracy", "parameters", "file_mb", "latency_ms")
+    names = {"file_mb": "weights file (MB)", "latency_ms": "latency per example (ms, batch 1)"}
+    head = "".join(f"<th>{html.escape(names.get(k, k))}</th>" for k in keys)
+    rows = "".join(f"<tr><th>{who}</th>" + "".join(f"<td>{html.escape(_fmt(record[who].get(k, 'n/a')))}</td>" for k in keys)
+                   + "</tr>" for who in ("teacher", "student"))
+    note = (f"<p>Student {record['size_ratio']:g}x fewer parameters" + (f", {record['speedup']:g}x faster" if "speedup" in record else "")
+            + f". Teacher: {html.escape(record.get('teacher_split', ''))}.</p>")
+    return f"<h2>Teacher vs student</h2><table><tr><th></th>{head}</tr>{rows}</table>{note}"
+
+
 def _table(rows: dict[str, Any]) -> str:
     cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{cells}</table>"
@@ -110,6 +124,7 @@ def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any],
 selection split carved from the training data.</p>
 <h2>Held-out result</h2>{_table(headline)}
 {predicted_section(metrics.get("predicted"), test)}
+{distill_section(metrics.get("distill"))}
 <h2>Set-up</h2>{_table(setup)}
 <h2>Data</h2>{_table(data)}
 <h2>Fit</h2>{_table(fit)}

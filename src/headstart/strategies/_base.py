@@ -163,6 +163,10 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` saved, when a fit resumes."""
 
+    def after_fit(self, ctx: FitContext, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Extra sections for metrics.json once the model is saved (e.g. `distill`'s teacher vs student)."""
+        return {}
+
     def teardown(self) -> None:
         """Called once training ends (also on errors): undo temporary changes to the model."""
 

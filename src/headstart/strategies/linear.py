@@ -43,6 +43,10 @@ class Linear(Strategy):
         y = ctx.data.y[pool]
         t0 = time.perf_counter()
         scaler = StandardScaler().fit(X)
+        # A (nearly) constant feature would get a weight divided by its ~0 spread when the scaler is folded
+        # into the head below (seen: 1e30 on MiniLM features of short texts), which breaks float32 and int8
+        # inference. Floor the spread at 1e-3 of the median feature's: such a feature carries only noise.
+        scaler.scale_ = np.maximum(scaler.scale_, 1e-3 * np.median(scaler.scale_))
         Xs = scaler.transform(X)
         folds = int(min(self.cfg.cv_folds, np.bincount(y).min()))
         with warnings.catch_warnings():

@@ -1,0 +1,358 @@
+"""Ship a run: ONNX export, int8 quantization and magnitude pruning, each one checked.
+
+``headstart export RUN --format onnx [--prune 0.5] [--quantize int8]`` writes
+``RUN/export/``::
+
+    model.onnx              fp32 graph, dynamic batch (and sequence length for text)
+    model-pruned.onnx       with --prune P: P of every conv/linear weight set to 0 (smallest |w| per layer)
+    model[-pruned]-int8.onnx with --quantize int8
+    export.json             what each file is, how it was checked, which one `--engine onnx` uses
+
+The stages form a chain (fp32, then pruned, then int8) and every file is run
+with onnxruntime on held-out inputs that PyTorch also predicts: the maximum
+absolute difference of the probabilities, the agreement of the predicted
+classes and the held-out accuracy are recorded. A stage that loses more than
+``max_drop`` accuracy points against PyTorch fp32 is refused (its file is not
+kept, the earlier stages are) unless ``force``.
+
+Inputs of the graph are what the run's preprocessing produces: a float
+``pixels`` tensor ``[batch, 3, H, W]`` for images; the tokenizer's tensors
+(``input_ids``, ``attention_mask``, ...) ``[batch, seq]`` for text. Its output
+``probabilities`` is what ``Run.predict_proba`` returns, so predictions through
+onnxruntime use the same preprocessing and the same output format.
+
+Quantization uses onnxruntime: *static* QDQ per-channel int8 with calibration
+on training images for vision (activations of convolutions need calibrated
+ranges to keep accuracy), *dynamic* int8 for text (the usual choice for
+transformers: weights int8, activation ranges per batch). Pruning uses
+``torch.nn.utils.prune.l1_unstructured`` per layer, then ``prune.remove`` to make
+it permanent; without fine-tuning afterwards, high sparsity usually costs
+accuracy, and the check says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import logging
+import time
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import atomic_write_text
+from .errors import ConfigError, DataError, HeadstartError
+from .evaluate import compute_metrics, predict_outputs
+from .features import run_batches
+
+EXPORT_DIR = "export"
+FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
+
+
+# -- the graph ---------------------------------------------------------------------
+class _Graph(nn.Module):
+    """backbone + head -> probabilities, with the batch's tensors as positional inputs."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, keys: Sequence[str] | None):
+        super().__init__()
+        self.backbone, self.head, self.keys = backbone, head, list(keys) if keys else None
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        batch = dict(zip(self.keys, tensors)) if self.keys else tensors[0]
+        return self.head.outputs(self.head(self.backbone.forward_features(batch)))
+
+
+def example_batch(backbone: Any, items: list[Any]) -> tuple[list[str], tuple[torch.Tensor, ...], tuple[dict[int, str], ...]]:
+    """(input names, example tensors, dynamic axes per input) for the graph of ``backbone``."""
+    batch = backbone.preprocess(train=False)(items)
+    if isinstance(batch, dict):
+        names = list(batch)
+        tensors = tuple(batch[k] for k in names)
+        axes = tuple({0: "batch", 1: "seq"} if t.ndim == 2 else {i: f"{k}_dim{i}" for i in range(t.ndim)}
+                     for k, t in zip(names, tensors))
+        return names, tensors, axes
+    return ["pixels"], (batch.contiguous(),), ({0: "batch"},)
+
+
+def to_onnx(backbone: Any, head: Any, items: list[Any], path: Path) -> list[str]:
+    """Export backbone + head to ``path`` (one self-contained file). Returns the input names.
+
+    ``items``: two or more real examples (different lengths for text), so that the
+    traced shapes are not specialised to one batch.
+    """
+    names, tensors, axes = example_batch(backbone, items)
+    graph = _Graph(backbone, head, names if names != ["pixels"] else None).eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps
+            torch.onnx.export(graph, tensors, str(path), dynamo=True, external_data=False, input_names=names,
+                              output_names=["probabilities"], dynamic_shapes=(axes,), verbose=False)
+    return names
+
+
+# -- onnxruntime -----------------------------------------------------------------------
+class OnnxModel:
+    """An exported graph run by onnxruntime, fed by the run's own preprocessing."""
+
+    def __init__(self, path: str | Path, backbone: Any, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path, self.backbone = Path(path), backbone
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise HeadstartError(f"{self.path}: onnxruntime cannot load it ({str(e).splitlines()[0][:160]}); "
+                                 "export the run again with `headstart export`") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.width = self.session.get_outputs()[0].shape[-1]
+
+    def feed(self, batch: Any) -> dict[str, np.ndarray]:
+        if isinstance(batch, dict):
+            return {k: batch[k].numpy() for k in self.inputs}
+        return {self.inputs[0]: np.ascontiguousarray(batch.numpy())}
+
+    def run_batch(self, batch: Any) -> np.ndarray:
+        return self.session.run(None, self.feed(batch))[0]
+
+    def outputs(self, items: list[Any], batch_size: int = 64) -> np.ndarray:
+        """Probabilities [N, C] in the order of ``items`` (same batching as PyTorch prediction)."""
+        width = self.width if isinstance(self.width, int) else None
+        if width is None:
+            width = len(self.run_batch(self.backbone.preprocess(train=False)(items[:1]))[0])
+        return run_batches(self.backbone, items, width, lambda b: torch.from_numpy(self.run_batch(b)), batch_size,
+                           "predicting (onnxruntime)")
+
+
+def default_onnx(run_dir: Path) -> Path:
+    """The file ``--engine onnx`` uses: the last accepted stage of the latest export."""
+    record = run_dir / EXPORT_DIR / "export.json"
+    if not record.is_file():
+        raise HeadstartError(f"{run_dir}: no ONNX export yet; run `headstart export {run_dir} --format onnx` first")
+    try:
+        name = json.loads(record.read_text(encoding="utf-8"))["default"]
+    except (OSError, ValueError, KeyError) as e:
+        raise HeadstartError(f"{record}: unreadable ({e!r}); export the run again") from None
+    path = run_dir / EXPORT_DIR / name
+    if not path.is_file():
+        raise HeadstartError(f"{path}: named by {record} but missing; export the run again")
+    return path
+
+
+# -- compression -------------------------------------------------------------------------
+def prune_magnitude(backbone: nn.Module, head: nn.Module, amount: float) -> tuple[nn.Module, nn.Module, dict[str, Any]]:
+    """Copies of backbone and head with ``amount`` of every conv/linear weight zeroed (smallest |w| per layer).
+
+    ``prune.remove`` makes it permanent: the weights are plain tensors again, zeros included.
+    Embeddings and normalisation layers are left alone (they are lookups and scales, not filters).
+    """
+    from torch.nn.utils import prune
+
+    bb, hd = copy.deepcopy(backbone), copy.deepcopy(head)
+    bb.to(memory_format=torch.contiguous_format)  # prediction leaves image weights channels_last; pruning needs views
+    layers = [m for part in (bb, hd) for m in part.modules()
+              if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and m.weight.numel() > 1]
+    total = zeros = 0
+    for m in layers:
+        prune.l1_unstructured(m, "weight", amount=amount)
+        prune.remove(m, "weight")
+        total += m.weight.numel()
+        zeros += int((m.weight == 0).sum())
+    return bb.eval(), hd.eval(), {"layers": len(layers), "weights": total, "sparsity": round(zeros / max(1, total), 4)}
+
+
+def quantize_int8(src: Path, dst: Path, modality: str, calibration: Callable[[], Any] | None) -> str:
+    """int8 copy of an ONNX file; returns the method used (recorded in export.json)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if modality == "text" or calibration is None:
+        with _quiet_root_logger():
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        return "onnxruntime dynamic int8 (weights int8, activation ranges per batch)"
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration())
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.batches, None)
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = dst.with_name(f".{dst.stem}.pre.onnx")
+    try:
+        quant_pre_process(str(src), str(pre))
+    except Exception:  # shape inference is an optimisation, not a requirement
+        pre.write_bytes(src.read_bytes())
+    try:
+        with _quiet_root_logger():
+            quantize_static(str(pre), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            op_types_to_quantize=["Conv", "Gemm", "MatMul"],  # not the output softmax: keep full-precision probabilities
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        pre.unlink(missing_ok=True)
+    return "onnxruntime static int8 QDQ, per-channel weights, calibrated on training inputs"
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """onnxruntime's quantizer logs advice on the root logger; the export's own check reports what matters."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def zipped_size(path: Path) -> int:
+    """Bytes after deflate: what pruning's zeros save when the file is shipped compressed."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, path.name)
+    return buf.tell()
+
+
+# -- the command ---------------------------------------------------------------------------
+def _check_options(format: str, quantize: str | None, prune: float | None, max_drop: float, calibration: int) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"option --format: {format!r} is not supported; formats: {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ConfigError(f"option --quantize: {quantize!r} is not supported; use int8")
+    if prune is not None and not 0.0 < prune < 1.0:
+        raise ConfigError(f"option --prune: {prune} must be a fraction in (0, 1), e.g. 0.5 = half of each layer's weights")
+    if not max_drop >= 0:
+        raise ConfigError(f"option --max-drop: {max_drop} must be >= 0 (accuracy points)")
+    if calibration < 1:
+        raise ConfigError(f"option --calibration: {calibration} must be at least 1")
+
+
+def check_inputs(run: Any, data: str | Path | None) -> tuple[list[Any], np.ndarray, list[Any], str]:
+    """(held-out items, their labels in the run's class order, calibration items, what they are)."""
+    if data is None:
+        ds = run.reload_data()
+        items, y = run.labeled(ds, ds.test_idx)
+        rng = np.random.default_rng(0)
+        calib = [ds.items[i] for i in rng.permutation(ds.train_idx)]
+        return items, y, calib, f"the run's held-out split of {run.config.get('data')} (n={len(items)})"
+    from .data import load_data
+
+    ds = load_data(data)
+    idx = np.arange(len(ds.items))
+    items, y = run.labeled(ds, idx)
+    return items, y, list(items), f"all of {data} (n={len(items)}; also used to calibrate int8)"
+
+
+def _stage(run: Any, name: str, path: Path, items: list[Any], y: np.ndarray, ref: np.ndarray, ref_acc: float,
+           batch_size: int) -> dict[str, Any]:
+    """Run one exported file on the held-out inputs and compare with PyTorch fp32."""
+    t0 = time.perf_counter()
+    probs = OnnxModel(path, run.backbone).outputs(items, batch_size)
+    acc = compute_metrics(y, probs, run.task, run.classes)["accuracy"]
+    return {
+        "stage": name, "file": path.name, "bytes": path.stat().st_size, "zipped_bytes": zipped_size(path),
+        "max_abs_diff": float(np.abs(probs - ref).max()), "class_agreement": float((probs.argmax(1) == ref.argmax(1)).mean()),
+        "accuracy": float(acc), "drop_points": round(100.0 * (ref_acc - acc), 3), "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, prune: float | None = None,
+               max_drop: float = 1.0, force: bool = False, data: str | Path | None = None, calibration: int = 256,
+               batch_size: int = 32) -> dict[str, Any]:
+    """Export ``run`` to ``RUN/export/`` and check every file (see the module docstring). Returns export.json's content."""
+    _check_options(format, quantize, prune, max_drop, calibration)
+    items, y, calib, where = check_inputs(run, data)
+    if len(items) < 1:
+        raise DataError(f"{where}: no labeled example to check the export on; pass --data with labeled data")
+    folder = run.path / EXPORT_DIR
+    folder.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    ref = predict_outputs(run.backbone, run.head, items, batch_size)
+    ref_acc = float(compute_metrics(y, ref, run.task, run.classes)["accuracy"])
+    sample = sorted(items[: max(2, min(8, len(items)))], key=lambda x: len(x) if isinstance(x, str) else 0)
+    sample = sample if len(sample) > 1 else sample * 2
+    record: dict[str, Any] = {
+        "format": format, "run": str(run.path), "modality": run.modality, "task": run.task, "classes": run.classes,
+        "checked_on": where, "max_drop_points": max_drop, "pytorch_fp32": {"accuracy": ref_acc}, "stages": [],
+        "refused": None,
+    }
+
+    def accept(stage: dict[str, Any], tmp: Path, final: Path) -> None:
+        stage["accepted"] = stage["drop_points"] <= max_drop
+        stage["forced"] = not stage["accepted"] and force
+        if not stage["accepted"] and not force:
+            tmp.unlink(missing_ok=True)
+            record["refused"] = stage
+            _write_record(folder, record)
+            raise HeadstartError(
+                f"{stage['stage']}: held-out accuracy {stage['accuracy']:.4f} vs {ref_acc:.4f} in PyTorch "
+                f"({stage['drop_points']:+.2f} points lost > --max-drop {max_drop:g}); {final.name} not written "
+                f"(class agreement {stage['class_agreement']:.4f}). Pass --force to keep it anyway, or raise --max-drop")
+        tmp.replace(final)
+        stage["file"] = final.name
+        record["stages"].append(stage)
+        record["default"] = final.name
+
+    def build(name: str, stem: str, make: Callable[[Path], dict[str, Any]]) -> Path:
+        final = folder / f"{stem}.onnx"
+        tmp = folder / f".{stem}.tmp.onnx"
+        extra = make(tmp)
+        stage = {**_stage(run, name, tmp, items, y, ref, ref_acc, batch_size), **extra}
+        accept(stage, tmp, final)
+        return final
+
+    def fp32(tmp: Path) -> dict[str, Any]:
+        record["inputs"] = to_onnx(run.backbone, run.head, sample, tmp)
+        return {}
+
+    current = build("onnx fp32", "model", fp32)
+    stem = "model"
+    if prune is not None:
+        def pruned(tmp: Path) -> dict[str, Any]:
+            bb, hd, stats = prune_magnitude(run.backbone, run.head, prune)
+            to_onnx(bb, hd, sample, tmp)
+            return {"prune": {"amount": prune, **stats}}
+
+        stem = f"model-pruned{int(round(prune * 100))}"
+        current = build(f"pruned {prune:g} (fp32)", stem, pruned)
+    if quantize == "int8":
+        src = current
+
+        def int8(tmp: Path) -> dict[str, Any]:
+            calib_fn = _calibration(run.backbone, calib[:calibration]) if run.modality == "image" else None
+            return {"method": quantize_int8(src, tmp, run.modality, calib_fn)}
+
+        build("int8", f"{stem}-int8", int8)
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    _write_record(folder, record)
+    return record
+
+
+def _calibration(backbone: Any, items: list[Any]) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """Batches of preprocessed images for static quantization's range calibration."""
+    def batches() -> Iterator[dict[str, np.ndarray]]:
+        batcher = backbone.preprocess(train=False)
+        for i in range(0, len(items), 32):
+            yield {"pixels": np.ascontiguousarray(batcher(items[i : i + 32]).numpy())}
+
+    return batches
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(folder / "export.json", json.dumps(record, indent=2))
+
+
+__all__ = ["export_run", "OnnxModel", "default_onnx", "prune_magnitude", "quantize_int8", "to_onnx", "EXPORT_DIR"]
