@@ -89,3 +89,16 @@ def source_run(tmp_path_factory: pytest.TempPathFactory) -> str:
     run = headstart.fit(data, model="scratch:cnn@32", strategy="scratch", out=str(root / "run"), epochs=15,
                         cache_dir=str(root / "cache"))
     return str(run.path)
+
+
+@pytest.fixture(scope="session")
+def teacher_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Teachers for `distill`, one per modality, with the classes of `text_csv` and of 2-class image folders."""
+    import headstart
+
+    root = tmp_path_factory.mktemp("teachers")
+    text = headstart.fit(write_text_table(root / "t.csv", per_class=20, seed=5), model="scratch:bow", strategy="scratch",
+                         out=str(root / "text"), cache_dir=str(root / "cache"))
+    image = headstart.fit(write_image_folder(root / "imgs", per_class=20, classes=2, seed=5), model="scratch:cnn@32",
+                          strategy="scratch", epochs=10, out=str(root / "image"), cache_dir=str(root / "cache"))
+    return {"text": str(text.path), "image": str(image.path)}

@@ -292,3 +292,46 @@ CASES: list[Case] = [
     Case("distance", "image vs text data", lambda t: ["distance", str(images(t)), "demo-text", "--model", TINY], error="compare like with like"),
     Case("distance", "misspelled model", lambda t: ["distance", str(images(t)), "--model", "tim:resnet18"], error="no known prefix"),
 ]
+
+
+# ---- distill / export (issue 5) ------------------------------------------------------------
+def _image_teacher(tmp: Path) -> list[str]:
+    return [str(_image_run(tmp)), str(tmp / "imgs")]
+
+
+def _moved_data_run(tmp: Path) -> list[str]:
+    run = _run(tmp)
+    (tmp / "texts.csv").rename(tmp / "moved.csv")
+    return ["export", str(run)]
+
+
+CASES += [
+    Case("distill", "teacher is not a run", lambda t: ["distill", str(t), str(images(t)), "--student", TINY],
+         error="is not a headstart run directory"),
+    Case("distill", "teacher with other classes", lambda t: ["distill", str(_image_run(t)),
+                                                             str(write_image_folder(t / "three", per_class=6, classes=3)),
+                                                             "--student", TINY], error="are not the data's"),
+    Case("distill", "text teacher on images", lambda t: ["distill", str(_run(t)), str(images(t)), "--student", TINY],
+         error="is a model of texts"),
+    Case("distill", "--alpha out of range", lambda t: ["distill", *_image_teacher(t), "--student", TINY, "--alpha", "1.5"],
+         error="option --alpha"),
+    Case("distill", "--unlabeled folder missing", lambda t: ["distill", *_image_teacher(t), "--student", TINY,
+                                                             "--unlabeled", str(t / "nope")], error="does not exist"),
+    Case("distill", "--unlabeled folder for a text teacher", lambda t: ["distill", str(_run(t)), str(t / "texts.csv"),
+                                                                        "--student", "scratch:bow", "--unlabeled", str(images(t))],
+         error="must be a table of texts"),
+    Case("distill", "--model given besides --student", lambda t: ["distill", *_image_teacher(t), "--student", TINY, "--model", TINY],
+         error="--model is set by the command itself"),
+    Case("fit", "distill without --teacher", lambda t: ["fit", str(images(t)), "--model", TINY, "--strategy", "distill"],
+         error="needs --teacher"),
+    Case("export", "unknown --format", lambda t: ["export", str(_image_run(t)), "--format", "tflite"], error="option --format"),
+    Case("export", "--quantize int4", lambda t: ["export", str(_image_run(t)), "--quantize", "int4"], error="option --quantize"),
+    Case("export", "--prune 1.5", lambda t: ["export", str(_image_run(t)), "--prune", "1.5"], error="option --prune"),
+    Case("export", "accuracy lost beyond --max-drop", lambda t: ["export", str(_image_run(t)), "--prune", "0.99"],
+         error="> --max-drop 1"),
+    Case("export", "the run's data has moved", _moved_data_run, error="pass --data"),
+    Case("predict", "--engine onnx before any export", lambda t: ["predict", str(_run(t)), "--engine", "onnx"], stdin="goal\n",
+         error="no ONNX export yet"),
+    Case("predict", "unknown --engine", lambda t: ["predict", str(_run(t)), "--engine", "tensorrt"], stdin="goal\n",
+         error="option --engine"),
+]

@@ -18,8 +18,10 @@ RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "labels.json", "m
              "report.html", "plots/learning_curves.png", "plots/confusion_matrix.png")
 
 
-def needs(strategy: str, folder: Path, modality: str) -> dict:
-    """What a strategy takes besides data and model: `joint` needs labeled source data."""
+def needs(strategy: str, folder: Path, modality: str, request: pytest.FixtureRequest) -> dict:
+    """What a strategy takes besides data and model: `joint` needs labeled source data, `distill` a teacher run."""
+    if strategy == "distill":
+        return {"teacher": request.getfixturevalue("teacher_runs")[modality]}
     if strategy != "joint":
         return {}
     if modality == "text":
@@ -28,11 +30,11 @@ def needs(strategy: str, folder: Path, modality: str) -> dict:
 
 
 @pytest.mark.parametrize("strategy", list_strategies())
-def test_strategy_learns_text(strategy: str, text_csv: Path, tmp_path: Path) -> None:
+def test_strategy_learns_text(strategy: str, text_csv: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     # LoRA adapts linear layers: the bag-of-words net has none, a real transformer does
     model = "minilm" if strategy == "lora" else "scratch:bow"
     run = headstart.fit(text_csv, model=model, strategy=strategy, out=f"runs/{strategy}", cv_folds=3,
-                        **needs(strategy, tmp_path, "text"))
+                        **needs(strategy, tmp_path, "text", request))
     for f in RUN_FILES:
         assert (run.path / f).is_file(), f
     assert run.metrics["test"]["accuracy"] >= 0.85  # topic words are disjoint: easy, but only if it learns
@@ -41,11 +43,11 @@ def test_strategy_learns_text(strategy: str, text_csv: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("strategy", list_strategies())
-def test_strategy_learns_images(strategy: str, tmp_path: Path, source_run: str) -> None:
+def test_strategy_learns_images(strategy: str, tmp_path: Path, source_run: str, request: pytest.FixtureRequest) -> None:
     data = write_image_folder(tmp_path / "imgs", per_class=30)
     # a pre-trained tiny source, as every transfer strategy assumes; 15 epochs x 2 steps
     run = headstart.fit(data, model=f"run:{source_run}", strategy=strategy, out=f"runs/{strategy}", epochs=15, cv_folds=3,
-                        **needs(strategy, tmp_path, "image"))
+                        **needs(strategy, tmp_path, "image", request))
     assert run.metrics["test"]["accuracy"] >= 0.75
     assert json.loads((run.path / "labels.json").read_text())["classes"] == ["left", "right"]
 

@@ -99,9 +99,9 @@ class Distill(FineTune):
         if self.teacher.modality != data.modality:
             raise ConfigError(f"option --teacher: {self.opts.teacher} is a model of {self.teacher.modality}s but "
                               f"{self.cfg.data} holds {data.modality}s")
+        cols, sign = teacher_columns(self.teacher.classes, data.classes, data.task)
         if data.task != self.teacher.task:
             raise ConfigError(f"option --teacher: its task is {self.teacher.task}, the data's is {data.task}")
-        cols, sign = teacher_columns(self.teacher.classes, data.classes, data.task)
         items, keys = [data.items[i] for i in data.train_idx], [data.keys[i] for i in data.train_idx]
         extra, extra_keys = self._unlabeled()
         t = self._teacher_logits(items + extra, keys + extra_keys, ctx)

@@ -1,0 +1,103 @@
+"""`distill`: the loss, the class mapping, and real students taught by real teacher runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import headstart
+from headstart.errors import ConfigError
+from headstart.strategies.distill import soft_loss, teacher_columns
+from tests.conftest import write_image_folder
+
+
+@pytest.mark.parametrize("task,width", [("multiclass", 4), ("binary", 1)])
+def test_soft_loss_is_stationary_where_the_student_matches_the_teacher(task: str, width: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    teacher = torch.randn(8, width, generator=g) * 3
+    student = teacher.clone().requires_grad_(True)
+    soft_loss(student, teacher, 4.0, task).backward()
+    assert student.grad.abs().max() < 1e-6
+    other = torch.randn(8, width, generator=g).requires_grad_(True)
+    loss = soft_loss(other, teacher, 4.0, task)
+    loss.backward()
+    assert other.grad.abs().max() > 1e-4
+    # moving the student towards the teacher lowers the loss
+    closer = (other + 0.5 * (teacher - other)).detach()
+    assert soft_loss(closer, teacher, 4.0, task) < loss
+
+
+def test_temperature_squared_keeps_the_gradient_scale() -> None:
+    g = torch.Generator().manual_seed(1)
+    teacher, student0 = torch.randn(64, 5, generator=g), torch.randn(64, 5, generator=g)
+    norms = []
+    for t in (2.0, 8.0):
+        s = student0.clone().requires_grad_(True)
+        soft_loss(s, teacher, t, "multiclass").backward()
+        norms.append(s.grad.norm().item())  # without the T^2 factor the gradient would shrink ~1/T^2
+    assert 0.5 < norms[0] / norms[1] < 2.0
+
+
+def test_teacher_columns_follow_the_students_class_order() -> None:
+    cols, sign = teacher_columns(["a", "b", "c"], ["c", "a", "b"], "multiclass")
+    assert cols.tolist() == [2, 0, 1] and sign == 1.0
+    assert teacher_columns(["neg", "pos"], ["pos", "neg"], "binary")[1] == -1.0
+    with pytest.raises(ConfigError, match="are not the data's"):
+        teacher_columns(["a", "b"], ["a", "c"], "binary")
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("teacher")
+    data = write_image_folder(root / "imgs", per_class=24, classes=3, seed=4)
+    run = headstart.fit(data, model="scratch:cnn@32", strategy="scratch", epochs=15, out=str(root / "run"),
+                        cache_dir=str(root / "cache"))
+    return run.path, data
+
+
+def test_distilled_student_is_an_ordinary_run_with_a_teacher_comparison(teacher: tuple[Path, Path], tmp_path: Path) -> None:
+    teacher_dir, data = teacher
+    student = headstart.fit(data, model="scratch:cnn-w8@32", strategy="distill", teacher=str(teacher_dir), epochs=25,
+                            out="runs/student")
+    assert student.metrics["test"]["accuracy"] >= 0.75
+    rec = student.metrics["distill"]
+    assert rec["teacher"]["parameters"] > 4 * rec["student"]["parameters"] and rec["size_ratio"] > 4
+    assert rec["teacher"]["file_mb"] > rec["student"]["file_mb"] > 0
+    assert rec["teacher"]["accuracy"] == pytest.approx(headstart.load(teacher_dir).metrics["test"]["accuracy"])
+    assert rec["teacher"]["latency_ms"] > 0 and "same data" in rec["teacher_split"]
+    assert "Teacher vs student" in (student.path / "report.html").read_text()
+    assert student.metrics["fit"]["teacher_logits_cached"] is False
+    again = headstart.load(student.path)  # loads without the teacher: an ordinary run
+    assert again.predict(str(data / "top"))[0]["label"] in ("left", "right", "top")
+    # a second student reuses the teacher's cached logits
+    other = headstart.fit(data, model="scratch:cnn-w8@32", strategy="distill", teacher=str(teacher_dir), epochs=1,
+                          out="runs/student2")
+    assert other.metrics["fit"]["teacher_logits_cached"] is True
+
+
+def test_the_soft_targets_are_the_teachers_logits(teacher: tuple[Path, Path]) -> None:
+    """What the student is trained towards is exactly the teacher's output on each training example."""
+    from headstart.backbones import build_backbone
+    from headstart.config import FitConfig
+    from headstart.data import load_data
+    from headstart.heads import make_head
+    from headstart.strategies import FitContext, get_strategy
+
+    teacher_dir, data = teacher
+    t = headstart.load(teacher_dir)
+    cfg = FitConfig(data=str(data), model="scratch:cnn-w8@32", strategy="distill", epochs=1,
+                    options={"teacher": str(teacher_dir), "unlabeled": str(data / "top")}).resolved("image", 10)
+    ds = load_data(str(data), seed=cfg.seed)
+    bb = build_backbone(cfg.model)
+    ctx = FitContext(cfg=cfg, data=ds, backbone=bb, head=make_head(ds.task, bb.num_features, ds.num_classes),
+                     run_dir=Path("runs/x"), cache_dir=Path("cache"))
+    s = get_strategy("distill")(cfg)
+    s.fit(ctx)
+    n_train = len(ds.train_idx)
+    assert len(s.items) == n_train + 24 and (s.labels[n_train:] == -1).all()  # unlabeled rows: soft term only
+    want = t.head(t.backbone.forward_features(t.backbone.preprocess(train=False)(s.items[:6]))).detach()
+    np.testing.assert_allclose(s.soft_targets[:6].numpy(), want.numpy(), atol=1e-4)
+    assert ctx.info["unlabeled_examples"] == 24

@@ -1,0 +1,135 @@
+"""`headstart export`: real ONNX graphs run by onnxruntime, compared with PyTorch on real tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import headstart
+from headstart.cli import app
+from headstart.errors import HeadstartError
+from headstart.export import OnnxModel, default_onnx, prune_magnitude
+from tests.conftest import write_image_folder, write_text_table
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("img")
+    data = write_image_folder(root / "imgs", per_class=20, classes=3, seed=3)
+    return headstart.fit(data, model="scratch:cnn@32", strategy="scratch", epochs=12, out=str(root / "run"),
+                         cache_dir=str(root / "cache")).path
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("txt")
+    data = write_text_table(root / "texts.csv", per_class=20)
+    return headstart.fit(data, model="minilm", strategy="linear", cv_folds=3, out=str(root / "run"),
+                         cache_dir=str(root / "cache")).path
+
+
+def test_fp32_image_export_matches_pytorch_at_any_batch_size(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    record = run.export()
+    stage = record["stages"][0]
+    assert stage["file"] == "model.onnx" and stage["accepted"]
+    assert stage["max_abs_diff"] < 1e-4 and stage["class_agreement"] == 1.0
+    assert record["inputs"] == ["pixels"]
+    graph = onnx.load(str(image_run / "export" / "model.onnx"))
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
+    ds = run.reload_data()
+    items = [ds.items[i] for i in ds.test_idx]
+    model = OnnxModel(image_run / "export" / "model.onnx", run.backbone)
+    for n in (1, 5, len(items)):
+        np.testing.assert_allclose(model.outputs(items[:n], batch_size=n), run.predict_proba(items[:n]), atol=1e-5)
+
+
+def test_predict_with_onnx_engine_gives_the_same_records(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    run.export()
+    files = sorted(str(p) for p in (Path(run.config["data"]) / "top").glob("*.png"))[:4]
+    torch_rows = run.predict(files)
+    onnx_rows = run.predict(files, engine="onnx")
+    assert [r["input"] for r in onnx_rows] == [r["input"] for r in torch_rows]
+    assert [r["label"] for r in onnx_rows] == [r["label"] for r in torch_rows]
+    for a, b in zip(onnx_rows, torch_rows):
+        assert a["probabilities"].keys() == b["probabilities"].keys()
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
+    res = CliRunner().invoke(app, ["predict", str(image_run), *files[:2], "--engine", "onnx"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(ln)["label"] for ln in res.output.splitlines()] == [r["label"] for r in torch_rows[:2]]
+    assert run.evaluate(run.config["data"], engine="onnx")["accuracy"] == run.evaluate(run.config["data"])["accuracy"]
+
+
+def test_prune_then_int8_chain_is_checked_and_written(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    record = run.export(prune=0.5, quantize="int8", force=True)
+    names = [s["file"] for s in record["stages"]]
+    assert names == ["model.onnx", "model-pruned50.onnx", "model-pruned50-int8.onnx"]
+    pruned, int8 = record["stages"][1], record["stages"][2]
+    assert pruned["prune"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert pruned["zipped_bytes"] < 0.8 * record["stages"][0]["zipped_bytes"]  # zeros compress
+    assert int8["bytes"] < 0.4 * pruned["bytes"] and "static" in int8["method"]
+    assert record["default"] == "model-pruned50-int8.onnx"
+    assert default_onnx(image_run).name == "model-pruned50-int8.onnx"
+    # int8 keeps the output in full precision: probabilities still sum to 1 and are not multiples of 1/255
+    probs = run.predict_proba(run.config["data"], engine="onnx")
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert not np.allclose(probs * 255, np.round(probs * 255), atol=1e-3)
+
+
+def test_prune_magnitude_zeroes_the_smallest_weights_of_each_layer(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    before = {k: v.clone() for k, v in run.backbone.state_dict().items()}
+    bb, hd, stats = prune_magnitude(run.backbone, run.head, 0.3)
+    convs = 0
+    for name, w1 in bb.state_dict().items():
+        w0 = before[name]
+        if name.endswith("weight") and w0.ndim == 4:
+            convs += 1
+            kept = w1 != 0
+            assert abs(kept.float().mean().item() - 0.7) < 0.02, name
+            assert w0.abs()[~kept].max() <= w0.abs()[kept].min()  # the zeros are the smallest magnitudes
+    assert convs >= 4 and stats["sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert not any(n.endswith(("_orig", "_mask")) for n in bb.state_dict())  # made permanent
+    assert all(torch.equal(v, before[k]) for k, v in run.backbone.state_dict().items())  # the run's model is untouched
+
+
+def test_a_drop_past_max_drop_is_refused_and_nothing_is_kept(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    with pytest.raises(HeadstartError, match=r"--max-drop 1\b.*--force"):
+        run.export(prune=0.99)
+    folder = image_run / "export"
+    assert not (folder / "model-pruned99.onnx").exists()
+    assert not list(folder.glob(".*tmp*"))
+    record = json.loads((folder / "export.json").read_text())
+    assert record["refused"]["stage"].startswith("pruned") and record["default"] == "model.onnx"
+    assert sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx"]  # an earlier export's files are gone too
+
+
+def test_text_export_has_dynamic_batch_and_sequence_and_int8(text_run: Path) -> None:
+    run = headstart.load(text_run)
+    record = run.export(quantize="int8")
+    assert {"input_ids", "attention_mask"} <= set(record["inputs"])
+    fp32, int8 = record["stages"]
+    assert fp32["max_abs_diff"] < 1e-4 and int8["accepted"] and "dynamic" in int8["method"]
+    assert int8["bytes"] < 0.35 * fp32["bytes"]
+    texts = ["goal", "the coach and the team scored a late goal in the league match today at the stadium",
+             "bake the bread", "a recipe"]
+    fp = OnnxModel(text_run / "export" / "model.onnx", run.backbone)
+    for batch in (texts[:1], texts):  # different batch sizes and padded lengths
+        np.testing.assert_allclose(fp.outputs(batch, batch_size=len(batch)), run.predict_proba(batch), atol=1e-4)
+    rows = run.predict(texts, engine="onnx")
+    assert [r["label"] for r in rows] == [r["label"] for r in run.predict(texts)]
+
+
+def test_export_cli_prints_the_check_table(image_run: Path) -> None:
+    res = CliRunner().invoke(app, ["export", str(image_run), "--format", "onnx"])
+    assert res.exit_code == 0, res.output
+    assert "model.onnx" in res.output and "PyTorch fp32" in res.output and "--engine onnx" in res.output
