@@ -94,9 +94,14 @@ def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any
     given = {k: v for k, v in flags.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     if config is None:
         given = {k: v for k, v in flags.items() if k not in opts or v is not None}  # every flag given or defaulted
-    run = fitmod.fit(data, config=config, **given)
-    table = Table(title="headstart fit", show_header=False)
-    for k, v in fitmod.summary_rows(run):
+    _print_summary(fitmod.fit(data, config=config, **given), "headstart fit")
+
+
+def _print_summary(run: Any, title: str) -> None:
+    from ._fit import summary_rows
+
+    table = Table(title=title, show_header=False)
+    for k, v in summary_rows(run):
         table.add_row(k, v)
     out.print(table)
 
@@ -172,23 +177,20 @@ def distill_cmd(
     teacher: Path = typer.Argument(..., help="The teacher's run directory."),
     data: str = typer.Argument(..., help="Labeled data with the teacher's classes: image folder or table file."),
     student: str = typer.Option(..., "--student", help="The student backbone: any model string (e.g. scratch:cnn-w8, timm:...)."),
-    temperature: float = typer.Option(4.0, help="Softmax temperature of the teacher's soft targets."),
-    alpha: float = typer.Option(0.9, help="Weight of the soft (teacher) term; 1 - alpha weighs the true labels."),
+    temperature: Optional[float] = typer.Option(None, help="Softmax temperature of the teacher's soft targets (default 4)."),
+    alpha: Optional[float] = typer.Option(None, help="Weight of the soft (teacher) term; 1 - alpha weighs the true labels (default 0.9)."),
     unlabeled: Optional[str] = typer.Option(None, help="Extra unlabeled inputs taught by the teacher only (image folder or text table)."),
 ) -> None:
     from . import _fit as fitmod
     from ._compare import parse_fit_flags
 
     options = parse_fit_flags(list(ctx.args), "distill")
-    for name in ("model", "strategy", "teacher", "temperature", "alpha", "unlabeled"):
+    for name in ("model", "strategy", "teacher"):
         if name in options:
             raise HeadstartError(f"distill: --{name} is set by the command itself; see `headstart distill --help`")
-    run = fitmod.fit(data, model=student, strategy="distill", teacher=str(teacher), temperature=temperature, alpha=alpha,
-                     unlabeled=unlabeled, **options)
-    table = Table(title="headstart distill", show_header=False)
-    for k, v in fitmod.summary_rows(run):
-        table.add_row(k, v)
-    out.print(table)
+    given = {k: v for k, v in (("temperature", temperature), ("alpha", alpha), ("unlabeled", unlabeled)) if v is not None}
+    run = fitmod.fit(data, model=student, strategy="distill", teacher=str(teacher), **given, **options)
+    _print_summary(run, "headstart distill")
     rec = run.metrics.get("distill", {})
     if rec:
         cmp = Table(title=f"teacher vs student (held-out split; teacher {rec['teacher_split']})")
@@ -278,10 +280,7 @@ def rank_cmd(
 
         run = fitmod.fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
                          test_fraction=test_fraction, text_col=text_col, label_col=label_col)
-        table = Table(title="headstart fit (the recommended candidate)", show_header=False)
-        for k, v in fitmod.summary_rows(run):
-            table.add_row(k, v)
-        out.print(table)
+        _print_summary(run, "headstart fit (the recommended candidate)")
 
 
 @app.command("distance", help="How far apart two datasets are in one backbone's features (one dataset: two halves of it).")
