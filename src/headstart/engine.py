@@ -158,10 +158,16 @@ class StrategyModule(L.LightningModule):
         self._epoch_entered: int | None = None
 
     def _enter_epoch(self) -> None:
-        """The strategy's per-epoch changes, once per epoch. Also called from the first batch:
-        Lightning skips ``on_train_epoch_start`` for the first epoch after a resume."""
+        """Train mode for the whole model, then the strategy's per-epoch changes (which put frozen parts
+        back in eval mode), once per epoch. Also called from the first batch: Lightning skips
+        ``on_train_epoch_start`` for the first epoch after a resume.
+
+        Setting train mode here, not once per fit, matters: Lightning leaves the modes as they were, so a
+        BatchNorm that `gradual` had frozen (eval) stayed in eval after it was unfrozen in an uninterrupted
+        fit but not in a resumed one."""
         if self._epoch_entered != self.current_epoch:
             self._epoch_entered = self.current_epoch
+            self.train()
             self.strategy.on_epoch_start(self.current_epoch)
 
     def on_train_epoch_start(self) -> None:

@@ -232,3 +232,28 @@ def test_frozen_cache_refuses_what_it_cannot_do(images: Path, source_run: str) -
         run = headstart.fit(images, model=f"py:{factory}:tiny_vit_like", pretrained=False, freeze=2, augment="none",
                             epochs=1, out="runs/vit")
     assert run.metrics["fit"]["cache_frozen"].startswith("off: the network's forward needs its input")
+
+
+def test_a_group_unfrozen_by_gradual_trains_its_batchnorm_again() -> None:
+    """Frozen: BatchNorm in eval (statistics kept). Unfrozen later: back in train mode, in a fit and in a resume alike."""
+    from headstart.config import FitConfig
+    from headstart.engine import StrategyModule
+    from headstart.heads import make_head
+    from headstart.strategies import get_strategy
+
+    cfg = FitConfig(data="x", strategy="gradual", epochs=4, lr=1e-3, options={"start_unfrozen": 0, "unfreeze_every": 1})
+    bb = build_backbone("scratch:cnn@32")
+    strategy = get_strategy("gradual")(cfg)
+    strategy.setup(bb, make_head("binary", bb.num_features, 2), None)
+    module = StrategyModule(strategy, total_steps=8)
+    bottom_bn = [m for m in strategy.movable[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bottom_bn
+    modes = []
+    for epoch in range(len(strategy.movable) + 1):
+        module._epoch_entered = None
+        module.trainer = None
+        type(module).current_epoch = property(lambda self, e=epoch: e)  # what Lightning would report
+        module._enter_epoch()
+        modes.append(bottom_bn[0].training)
+    del type(module).current_epoch
+    assert modes[0] is False and modes[-1] is True  # frozen at first, training once its group is unfrozen
