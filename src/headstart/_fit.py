@@ -159,9 +159,12 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
                      if score is not None else f"rank {p['rank']} of {p['of']}"))
     if "val" in m:
         rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
-    for k in ("kept_epoch", "epochs_run", "C", "features_cached", "samples_per_second", "wall_seconds", "skipped_files"):
+    for k in ("kept_epoch", "epochs_run", "C", "features_cached", "precision", "samples_per_second", "wall_seconds", "skipped_files"):
         if k in fit_info:
             rows.append((k.replace("_", " "), str(fit_info[k])))
+    if "mfu" in fit_info:
+        rows.append(("MFU (of this machine's matmul peak)", f"{100 * fit_info['mfu']:.1f}% ({fit_info['achieved_gflops']} of "
+                     f"{fit_info['peak_gflops']} GFLOP/s {fit_info['peak_dtype']})"))
     return rows
 
 

@@ -24,6 +24,7 @@ from .errors import ConfigError
 AUGMENT_PRESETS = ("auto", "none", "light", "standard")
 HEADER_MODES = ("auto", "yes", "no")
 CACHE_MODES = ("auto", "yes", "no")
+PRECISIONS = ("auto", "32", "bf16")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -80,6 +81,9 @@ class FitConfig:
     max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
     cv_folds: int = _opt(5, "Cross-validation folds used by `linear` to choose its regularisation strength.")
     num_workers: int = _opt(0, "DataLoader worker processes (0 = in the main process).")
+    precision: str = _opt("auto", "Training precision: 32, bf16 (autocast), or auto (bf16 where the CPU/GPU runs it natively "
+                          "and the model is a vision model; see docs/benchmarks.md).")
+    compile: bool = _opt(False, "torch.compile the backbone for training (opt-in: it pays off only on long fits of some models).")
     threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
     cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
     resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
@@ -117,6 +121,9 @@ class FitConfig:
             raise bad("cache_frozen", f"'{self.cache_frozen}' is not one of {', '.join(CACHE_MODES)}")
         if not isinstance(self.options, dict):
             raise bad("options", "must be a mapping of option: value")
+        if str(self.precision) not in PRECISIONS:
+            raise bad("precision", f"'{self.precision}' is not one of {', '.join(PRECISIONS)}")
+        self.precision = str(self.precision)  # YAML may give 32 as a number
         if self.header not in HEADER_MODES:
             raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         for name in ("train_size", "labels_per_class"):

@@ -26,6 +26,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ._perf import FlopCount, bf16_supported, utilisation
 from ._progress import quiet
 from ._seed import seed_step
 from .backbones import unpickling_reason
@@ -156,6 +157,8 @@ class StrategyModule(L.LightningModule):
         cfg = strategy.cfg
         self.lr, self.warmup = cfg.lr, cfg.warmup
         self._epoch_entered: int | None = None
+        self.flops: FlopCount | None = FlopCount()
+        self.flops_batch = 0
 
     def _enter_epoch(self) -> None:
         """Train mode for the whole model, then the strategy's per-epoch changes (which put frozen parts
@@ -182,6 +185,13 @@ class StrategyModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._enter_epoch()
         seed_step(self.strategy.cfg.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
+        if self.flops is not None and not self.flops.flops and not self.flops.active:
+            self.flops_batch = len(batch[1])
+            self.flops.start()  # one real step, forward + backward: FLOPs per example for the MFU figure
+
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        if self.flops is not None:
+            self.flops.stop()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.strategy.training_step(batch)
@@ -340,8 +350,10 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
     show = not quiet()
     if show:
         callbacks.append(RichProgressBar(leave=False))
+    bf16 = use_bf16(cfg, ctx.backbone.modality)
     trainer = L.Trainer(
         max_epochs=cfg.epochs,
+        precision="bf16-mixed" if bf16 else "32-true",
         accelerator="auto",
         devices=1,
         logger=CSVLogger(str(ctx.run_dir), name="logs", version=_log_version(ctx.run_dir / "logs", cfg.resume and ckpt.is_file())),
@@ -358,6 +370,8 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
     module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
     t0 = time.perf_counter()
     resume = cfg.resume and ckpt.is_file()
+    if cfg.compile:  # the instance attribute shadows the method; removed again below
+        ctx.backbone.forward_features = torch.compile(ctx.backbone.forward_features)
     try:
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(ckpt) if resume else None, weights_only=True if resume else None)
     except SystemExit:
@@ -373,6 +387,10 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
             f"{ckpt}: refused to load this checkpoint: it needs arbitrary unpickling ({unpickling_reason(e)}). "
             "headstart never runs pickled code; delete checkpoints/ and start again with --overwrite"
         ) from None
+    finally:
+        module.flops.stop()
+        if cfg.compile:
+            del ctx.backbone.forward_features
     seconds = time.perf_counter() - t0
     if restore:
         best.restore(module)
@@ -384,4 +402,22 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
         "samples_per_second": round(len(tr_items) * max(1, epochs_run) / max(seconds, 1e-9), 1),
         "trainable_parameters": int(sum(p.numel() for p in module.parameters() if p.requires_grad)),
         "backbone_parameters": int(sum(p.numel() for p in ctx.backbone.parameters())),
+        "precision": "bf16" if bf16 else "fp32",
+        "compiled": bool(cfg.compile),
     })
+    if module.flops.flops and module.flops_batch:
+        ctx.info.update(utilisation(module.flops.flops / module.flops_batch, ctx.info["samples_per_second"], bf16))
+
+
+def use_bf16(cfg: Any, modality: str) -> bool:
+    """bf16 autocast for training: on request, or by default where it was measured to pay (see AUTO_BF16)."""
+    if cfg.precision == "bf16":
+        if not bf16_supported():
+            raise HeadstartError("option --precision bf16: this machine does not run bf16 natively; use --precision 32")
+        return True
+    return cfg.precision == "auto" and modality in AUTO_BF16 and bf16_supported()
+
+
+# Modalities whose default (--precision auto) is bf16 where the hardware runs it: decided from the
+# accuracy and speed check in docs/benchmarks.md.
+AUTO_BF16: tuple[str, ...] = ()

@@ -13,18 +13,17 @@ only to its own longest text; results are returned in the original order.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ._io import atomic_write_bytes, atomic_write_text
+from ._io import atomic_write_text
 from ._progress import track
 from .backbones import Backbone
 
@@ -47,12 +46,13 @@ def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
     return np.arange(len(items))
 
 
-def run_batches(backbone: Backbone, items: list[Any], width: int, fn: Callable[[Any], torch.Tensor],
-                batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
+def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callable[[Any], torch.Tensor],
+                batch_size: int = 64, description: str = "extracting features", out: np.ndarray | None = None) -> np.ndarray:
     """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
 
     Texts go length-sorted (each batch padded only to its own longest); images channels_last.
-    Shared by feature extraction and prediction.
+    Shared by feature extraction and prediction. ``out`` (e.g. a memory-mapped file) receives the
+    rows as they are computed; ``items`` may be any sequence, read one batch at a time.
     """
     was_training = backbone.training
     backbone.eval()
@@ -60,7 +60,7 @@ def run_batches(backbone: Backbone, items: list[Any], width: int, fn: Callable[[
         backbone.to(memory_format=torch.channels_last)
     batcher = backbone.preprocess(train=False)
     order = _order(backbone, items, batcher)
-    out = np.empty((len(items), width), dtype=np.float32)
+    out = np.empty((len(items), width), dtype=np.float32) if out is None else out
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
     with torch.inference_mode():
@@ -104,15 +104,19 @@ def extract(
         feats = np.load(path, mmap_mode="r")
         if feats.shape == (len(items), width):
             return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
-    if fn is None:
-        feats = extract_items(backbone, items, batch_size)
-    else:
-        feats = run_batches(backbone, items, width, fn, batch_size, f"caching {tag or 'outputs'}")
-    buf = io.BytesIO()
-    np.save(buf, feats)
-    del feats
-    atomic_write_bytes(path, buf.getvalue())
-    del buf
+    # Streamed into a memory-mapped temp file, renamed when complete: peak memory is one batch, not the
+    # dataset, and an interrupted extraction leaves no half-written cache entry.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(items), width))
+        run_batches(backbone, items, width, fn or backbone.forward_features, batch_size,
+                    "extracting features" if fn is None else f"caching {tag or 'outputs'}", out=rows)
+        rows.flush()
+        del rows
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     feats = np.load(path, mmap_mode="r")  # memory-mapped: the pages are the OS's to keep or drop
     meta = {"backbone": backbone.spec, "n": len(items), "dim": width, "tag": tag, "created": time.time()}
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
