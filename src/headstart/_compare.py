@@ -15,15 +15,16 @@ import json
 import time
 import typing
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ._io import atomic_write_text, prepare_output_dir
 from ._progress import info
 from .config import FitConfig
 from .errors import ConfigError, HeadstartError
 from .strategies import list_strategies, option_fields, option_types, options_for
+
+if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
+    import pandas as pd
 
 
 def parse_budgets(text: str | list[Any]) -> list[int | None]:
@@ -96,6 +97,8 @@ def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "
             run = _fit_or_reuse(fit, data, run_dir, s, budget, _options_for(s, fit_options))
             rows.append(_row(run, s, budget))
             _write(folder, record, rows)
+    import pandas as pd
+
     df = pd.DataFrame(rows)
     plot_data_efficiency(df, folder / "data_efficiency.png")
     write_compare_report(folder, record, rows)
@@ -146,6 +149,8 @@ def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
 
 
 def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
     atomic_write_text(folder / "compare.csv", pd.DataFrame(rows).to_csv(index=False))
     atomic_write_text(folder / "compare.json", json.dumps({**record, "rows": rows}, indent=2, default=str))
 

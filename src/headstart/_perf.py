@@ -34,9 +34,8 @@ def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, seconds: floa
 
 
 class FlopCount:
-    """FLOPs of one training step, counted between ``start()`` (before the forward) and ``stop()`` (after
-    the backward). Operations the counter does not know (e.g. embedding lookups) count as 0, so MFU is a
-    lower bound."""
+    """FLOPs counted between ``start()`` and ``stop()`` (the engine counts one training forward). Operations
+    the counter does not know (e.g. embedding lookups) count as 0, so MFU is a lower bound."""
 
     def __init__(self) -> None:
         from torch.utils.flop_counter import FlopCounterMode

@@ -25,6 +25,7 @@ AUGMENT_PRESETS = ("auto", "none", "light", "standard")
 HEADER_MODES = ("auto", "yes", "no")
 CACHE_MODES = ("auto", "yes", "no")
 PRECISIONS = ("auto", "32", "bf16")
+POOLS = ("auto", "avg", "avgmax")
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -75,14 +76,21 @@ class FitConfig:
         "and --augment none, images), yes, no.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
     dropout: float = _opt(0.0, "Dropout before the head.")
+    pool: str = _opt(
+        "auto", "Global pooling of an image backbone's last feature map: avg (the source model's own), avgmax (average "
+        "and max concatenated: twice the features, more of the spatial detail a frozen backbone otherwise averages "
+        "away), auto (avgmax for linear, avg otherwise; text backbones always use their own pooling).")
     augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
     restore_best: bool = _opt(False, "Keep the epoch with the lowest selection-split loss (default: the last epoch of the schedule).")
     patience: int = _opt(0, "Early stopping patience in epochs on the held-out loss (0 = run all epochs).")
     max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
     cv_folds: int = _opt(5, "Cross-validation folds used by `linear` to choose its regularisation strength.")
-    num_workers: int = _opt(0, "DataLoader worker processes (0 = in the main process).")
-    precision: str = _opt("auto", "Training precision: 32, bf16 (autocast), or auto (bf16 where the CPU/GPU runs it natively "
-                          "and the model is a vision model; see docs/benchmarks.md).")
+    num_workers: int | None = _opt(
+        None, "DataLoader worker processes (default: 0 on a CPU, where workers would compete with the model for the "
+        "cores; min(4, cores) with pinned memory on a GPU).")
+    precision: str = _opt("auto", "Training precision: 32, bf16 (autocast; needs native bf16: AVX-512 BF16/AMX or a recent "
+                          "GPU), or auto (32 for now: bf16 has not passed the speed and accuracy check that would make "
+                          "it a default; see docs/benchmarks.md).")
     compile: bool = _opt(False, "torch.compile the backbone for training (opt-in: it pays off only on long fits of some models).")
     threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
     cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
@@ -124,6 +132,8 @@ class FitConfig:
         if str(self.precision) not in PRECISIONS:
             raise bad("precision", f"'{self.precision}' is not one of {', '.join(PRECISIONS)}")
         self.precision = str(self.precision)  # YAML may give 32 as a number
+        if self.pool not in POOLS:
+            raise bad("pool", f"'{self.pool}' is not one of {', '.join(POOLS)}")
         if self.header not in HEADER_MODES:
             raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         for name in ("train_size", "labels_per_class"):
@@ -132,6 +142,8 @@ class FitConfig:
                 raise bad(name, f"{v} must be at least 1")
         if not self.checkpoint_every > 0:
             raise bad("checkpoint_every", f"{self.checkpoint_every} must be positive")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise bad("num_workers", f"{self.num_workers} must be >= 0")
         if self.cv_folds < 2:
             raise bad("cv_folds", f"{self.cv_folds} must be at least 2")
 

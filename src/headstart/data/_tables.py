@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import DataError
+
+if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
+    import pandas as pd
 
 TEXT_NAMES = ("text", "sentence", "content", "review", "message", "document", "body", "tweet", "comment", "sms", "question")
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y", "sentiment", "tag")
@@ -29,6 +31,8 @@ TABLE_EXTENSIONS = {".csv", ".tsv", ".tab", ".txt", ".jsonl", ".ndjson", ".json"
 
 
 def _read_raw(path: Path, header: bool) -> pd.DataFrame:
+    import pandas as pd  # here, not at import: image-only commands do not pay for it
+
     ext = path.suffix.lower()
     try:
         if ext in (".parquet", ".pq"):

@@ -7,14 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .._io import atomic_write_text  # noqa: E402
-from ._run import _fmt, page_head  # noqa: E402
+from .._io import atomic_write_text
+from ._run import _fmt, page_head
+from ._mpl import subplots
 
 
 def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
@@ -23,7 +20,7 @@ def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = min(3, max(1, len(shown)))
     rows = max(1, math.ceil(len(shown) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 0.5 * len(df) * rows + 1.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(4.2 * cols, 0.5 * len(df) * rows + 1.6 * rows), squeeze=False)
     names = list(df.index)[::-1]
     best = df.attrs.get("recommended")
     for ax, m in zip(axes.flat, shown):
@@ -39,7 +36,6 @@ def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
     fig.suptitle("transferability of each candidate (higher is better)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -87,7 +83,7 @@ def plot_domains(source: np.ndarray, target: np.ndarray, names: tuple[str, str],
         x50 = PCA(min(50, x.shape[1], len(x) - 1), random_state=seed).fit_transform(x)
         views.append(("t-SNE", TSNE(2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=seed, init="pca").fit_transform(x50)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(views), figsize=(5.2 * len(views), 4.6), squeeze=False)
+    fig, axes = subplots(1, len(views), figsize=(5.2 * len(views), 4.6), squeeze=False)
     for ax, (title, z) in zip(axes.flat, views):
         for d, color in ((0, "#1b9e77"), (1, "#d95f02")):
             ax.scatter(z[dom == d, 0], z[dom == d, 1], s=6, alpha=0.5, color=color, label=f"{names[d]} ({(dom == d).sum()})")
@@ -97,7 +93,6 @@ def plot_domains(source: np.ndarray, target: np.ndarray, names: tuple[str, str],
         ax.legend(fontsize=8, markerscale=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -6,20 +6,17 @@ import html
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from ._mpl import subplots
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .._io import atomic_write_text  # noqa: E402
-from ._choose import _grid  # noqa: E402
-from ._run import page_head  # noqa: E402
+from .._io import atomic_write_text
+from ._choose import _grid
+from ._run import page_head
 
 
 def plot_data_efficiency(df: Any, path: Path) -> Path:
     """Held-out accuracy vs labeled examples per class (log x), one line per strategy."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = subplots(figsize=(6.4, 4.2))
     for strategy, part in df.groupby("strategy", sort=False):
         part = part.sort_values("labels_per_class")
         ax.plot(part["labels_per_class"], part["accuracy"], marker="o", label=strategy)
@@ -34,7 +31,6 @@ def plot_data_efficiency(df: Any, path: Path) -> Path:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -6,11 +6,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ._mpl import subplots
 
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
@@ -19,7 +17,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | No
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     if "C" in history[0]:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = subplots(figsize=(5, 3.5))
         cs = [r["C"] for r in history]
         ax.semilogx(cs, [r["cv_log_loss"] for r in history], marker="o")
         best = min(history, key=lambda r: r["cv_log_loss"])
@@ -27,7 +25,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | No
         ax.set(xlabel="C (inverse L2 strength)", ylabel="cross-validated log-loss", title="linear head: model selection")
         ax.legend()
     else:
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+        fig, (a1, a2) = subplots(1, 2, figsize=(9, 3.5))
         ep = [r["epoch"] for r in history]
         for key, ax in (("loss", a1), ("acc", a2)):
             for split in ("train", "val"):
@@ -39,7 +37,6 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | No
             ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -48,7 +45,7 @@ def plot_confusion(cm: list[list[int]], classes: list[str], path: Path, title: s
     m = np.asarray(cm)
     n = len(classes)
     size = min(12, 2.5 + 0.5 * n)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig, ax = subplots(figsize=(size, size * 0.85))
     im = ax.imshow(m, cmap="Blues")
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
     ax.set_yticks(range(n), classes)
@@ -60,7 +57,6 @@ def plot_confusion(cm: list[list[int]], classes: list[str], path: Path, title: s
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

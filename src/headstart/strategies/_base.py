@@ -107,6 +107,9 @@ class FitContext:
     cache_dir: Path
     history: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    # [N, F] features of every example in data.items by the final backbone, when the strategy has them (a frozen
+    # backbone's cache): evaluation then reuses them instead of running the backbone over the data again.
+    features: np.ndarray | None = None
 
 
 class Strategy:

@@ -10,6 +10,7 @@ scikit-learn.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 
@@ -20,6 +21,10 @@ from ..features import extract
 from ._base import FitContext, Strategy, register_strategy
 
 C_GRID = np.logspace(-4, 2, 13)
+# L-BFGS stops when the gradient is this small. sklearn's 1e-4 costs ~2.3x the time of 1e-3 on 10-class
+# sign-language digits and chose the same C, on hymenoptera too: the grid steps C by 3.2x, far coarser
+# than what the looser optimum moves (docs/design-notes.md, "Speed").
+TOL = 1e-3
 
 
 @register_strategy
@@ -28,14 +33,17 @@ class Linear(Strategy):
     summary = "frozen backbone, cached features, logistic regression (C by cross-validation)"
 
     def fit(self, ctx: FitContext) -> None:
+        from joblib import parallel_config
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
         from sklearn.model_selection import StratifiedKFold
         from sklearn.preprocessing import StandardScaler
+        from threadpoolctl import threadpool_limits
 
         if ctx.data.task not in ("binary", "multiclass"):
             raise NotImplementedError(f"linear strategy: task {ctx.data.task} is not supported yet")
         feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size))
+        ctx.features = feats
         ctx.info["features_cached"] = info["cached"]
         ctx.info["feature_seconds"] = round(info["seconds"], 3)
         pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx])
@@ -54,8 +62,13 @@ class Linear(Strategy):
             warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.8 attribute/l1_ratios transition notices
             if folds >= 2:
                 cv = StratifiedKFold(folds, shuffle=True, random_state=self.cfg.seed)
-                clf = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="neg_log_loss", max_iter=3000, n_jobs=1)
-                clf.fit(Xs, y)
+                clf = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="neg_log_loss", max_iter=3000, tol=TOL,
+                                           n_jobs=min(folds, os.cpu_count() or 1))
+                # Folds in threads, BLAS single-threaded inside each: L-BFGS on a few thousand rows makes many
+                # small matrix products, which multi-threaded BLAS slows down (measured 2x, docs/design-notes.md);
+                # threads, not processes, because a process pool costs seconds to start.
+                with threadpool_limits(1), parallel_config(backend="threading"):
+                    clf.fit(Xs, y)
                 scores = np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
                 ctx.history.extend({"C": float(c), "cv_log_loss": float(-s)} for c, s in zip(clf.Cs_, scores))
                 best_c = float(np.ravel(clf.C_)[0])

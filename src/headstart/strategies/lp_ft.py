@@ -52,6 +52,7 @@ class LPFT(FineTune):
 
     def fit(self, ctx: FitContext) -> None:
         Linear(self.cfg).fit(ctx)
+        ctx.features = None  # the probe's features; fine-tuning changes the backbone, so evaluation must run it
         ctx.info["lp_C"] = ctx.info.pop("C")
         ctx.history.clear()
         ft_lr = self.opts.ft_lr or self.cfg.lr / 10
