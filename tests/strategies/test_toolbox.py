@@ -141,9 +141,11 @@ def test_lp_ft_starts_fine_tuning_from_the_probe(images: Path, source_run: str) 
     lpft = headstart.fit(images, strategy="lp-ft", out="runs/lpft", epochs=3, **common)
     assert lpft.metrics["fit"]["ft_lr"] == pytest.approx(lpft.config["lr"] / 10)
     assert lpft.metrics["test"]["accuracy"] >= 0.9
-    # reported on the fine-tuned backbone, not on the probe's cached features
-    y = ds.y[ds.test_idx]
-    assert lpft.metrics["test"]["log_loss"] == pytest.approx(compute_metrics(y, lpft.predict_proba(x), ds.task, ds.classes)["log_loss"], rel=1e-4)
+    # reported on the fine-tuned backbone, not on the probe's cached features (the run's own split: seed 1)
+    split = lpft.reload_data()
+    probs = lpft.predict_proba([split.items[i] for i in split.test_idx])
+    assert lpft.metrics["test"]["log_loss"] == pytest.approx(
+        compute_metrics(split.y[split.test_idx], probs, split.task, split.classes)["log_loss"], rel=1e-4)
 
 
 # -- gradual ------------------------------------------------------------------------------------
