@@ -26,10 +26,9 @@ import argparse
 import json
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
-from foundation import MOBILENET, ROOT, SHARED, Section, machine
+from foundation import MOBILENET, ROOT, SHARED, Section
 from foundation import run as run_cmd
 
 SIGN = str(SHARED / "images" / "sign_language_digits")
@@ -119,10 +118,7 @@ def main() -> None:
     parts = set(a.only.split(","))
     emit = Section("headstart-bench-cx-")
     env, work = emit.env, emit.work
-    emit(f"## Distillation and export benchmark — {date.today().isoformat()}")
-    emit()
-    emit(f"Command: `python benchmarks/compress.py --only {a.only}`. Machine: {machine()}.")
-    emit()
+    emit.header("Distillation and export benchmark", f"python benchmarks/compress.py --only {a.only}")
     teacher = work / "teacher"
     m_t, wall_t = run_cmd(["fit", SIGN, *MOBILENET, "--strategy", "finetune", "--out", str(teacher)], env)
     if "distill" in parts:

@@ -61,6 +61,13 @@ class Section:
         print(s, flush=True)
         self.lines.append(s)
 
+    def header(self, title: str, command: str) -> None:
+        """The section's dated title and the command that produced it, with this machine."""
+        self(f"## {title} — {date.today().isoformat()}")
+        self()
+        self(f"Command: `{command}`. Machine: {machine()}.")
+        self()
+
     def append_to(self, out: Path) -> None:
         previous = out.read_text() if out.exists() else "# Benchmarks\n\n"
         out.write_text(previous.rstrip("\n") + "\n\n" + "\n".join(self.lines) + "\n")

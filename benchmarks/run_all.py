@@ -27,10 +27,9 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
-from foundation import MOBILENET, ROOT, SHARED, Section, machine
+from foundation import MOBILENET, ROOT, SHARED, Section
 from foundation import run as run_cmd
 
 HYM = SHARED / "images" / "hymenoptera"
@@ -227,10 +226,7 @@ def main() -> None:
     parts = a.only.split(",")
     emit = Section("headstart-bench-speed-")
     env, work = emit.env, emit.work
-    emit(f"## Speed benchmark — {date.today().isoformat()}")
-    emit()
-    emit(f"Command: `python benchmarks/run_all.py --only {a.only}`. Machine: {machine()}.")
-    emit()
+    emit.header("Speed benchmark", f"python benchmarks/run_all.py --only {a.only}")
     summary: list[str] = []
     if "peak" in parts:
         import torch

@@ -24,10 +24,9 @@ import csv
 import shutil
 import subprocess
 import time
-from datetime import date
 from pathlib import Path
 
-from foundation import HEADSTART, MOBILENET, ROOT, SHARED, Section, machine
+from foundation import HEADSTART, MOBILENET, ROOT, SHARED, Section
 from foundation import run as run_cmd
 
 SIGN = str(SHARED / "images" / "sign_language_digits")
@@ -77,10 +76,7 @@ def main() -> None:
         emit.work = Path(a.reuse)
         emit.env["HEADSTART_CACHE_DIR"] = str(emit.work / "cache")
     env, work = emit.env, emit.work
-    emit(f"## Fine-tuning toolbox benchmark — {date.today().isoformat()}")
-    emit()
-    emit(f"Command: `python benchmarks/strategies.py --only {a.only}`. Machine: {machine()}.")
-    emit()
+    emit.header("Fine-tuning toolbox benchmark", f"python benchmarks/strategies.py --only {a.only}")
     if "cache" in parts:
         emit("### Partial feature caching: `finetune --freeze 6 --augment none --epochs 3`, MobileNetV1 x0.25 ImageNet, "
              "sign-language digits (seed 0)")

@@ -80,9 +80,12 @@ def folded_batchnorm(backbone: Backbone) -> Iterator[bool]:
         del backbone.forward_features
 
 
-def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callable[[Any], torch.Tensor],
+def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callable[[Any], torch.Tensor] | None = None,
                 batch_size: int = 64, description: str = "extracting features", out: np.ndarray | None = None) -> np.ndarray:
     """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
+
+    ``fn=None`` is ``backbone.forward_features``, looked up per batch (so that `folded_batchnorm` applies);
+    a given ``fn`` that needs the features should call ``backbone.forward_features`` itself.
 
     Texts go length-sorted (each batch padded only to its own longest); images channels_last.
     Shared by feature extraction and prediction. ``out`` (e.g. a memory-mapped file) receives the
@@ -97,7 +100,6 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
     out = np.empty((len(items), width), dtype=np.float32) if out is None else out
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
-    plain = fn == backbone.forward_features  # the bound method: look it up per call, folded or not
     # Folding costs a trace of the network (~0.1 s): worth it for passes over data, not a single request.
     fold = folded_batchnorm(backbone) if len(starts) > 1 else contextlib.nullcontext(False)
     with fold, torch.inference_mode():
@@ -105,14 +107,14 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
             idx = order[s : s + batch_size]
             batch = batcher([items[i] for i in idx])
             batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
-            out[idx] = (backbone.forward_features(batch) if plain else fn(batch)).float().cpu().numpy()
+            out[idx] = (backbone.forward_features(batch) if fn is None else fn(batch)).float().cpu().numpy()
     backbone.train(was_training)
     return out
 
 
 def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:
     """Run the backbone over items: float32 [N, num_features]."""
-    return run_batches(backbone, items, backbone.num_features, backbone.forward_features, batch_size, description)
+    return run_batches(backbone, items, backbone.num_features, None, batch_size, description)
 
 
 def extract(
@@ -147,7 +149,7 @@ def extract(
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     try:
         rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(items), width))
-        run_batches(backbone, items, width, fn or backbone.forward_features, batch_size,
+        run_batches(backbone, items, width, fn, batch_size,
                     "extracting features" if fn is None else f"caching {tag or 'outputs'}", out=rows)
         rows.flush()
         del rows
