@@ -111,8 +111,12 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     out = tmp_path / "runs" / "c"
     args = ["fit", str(data), "--model", "scratch:bow", "--strategy", "scratch", "--epochs", "120", "--batch-size", "8",
             "--checkpoint-every", "0.3", "--out", str(out)]
+    # Ctrl-C as a terminal delivers it. A shell without job control starts background jobs with SIGINT ignored,
+    # and children inherit that (Python then installs no KeyboardInterrupt handler): the fit would rightly run on
+    # and exit 0. That made this test fail whenever the suite ran as a background job; give the child the default.
     proc = subprocess.Popen([sys.executable, "-m", "headstart.cli", *args], env={**os.environ, "HEADSTART_QUIET": "1"},
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_checkpoint(proc, out / "checkpoints" / "last.ckpt", extra=0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -159,3 +159,23 @@ def test_eval_passes_fold_batchnorm_into_convolutions_for_the_same_features(monk
     odd = ImageBackbone(Branchy(), 4, {"kind": "test"}, cfg).eval()
     with features.folded_batchnorm(odd) as folded:
         assert not folded
+
+
+def test_step_seeding_replays_every_rng_without_queueing_seeds_for_unstarted_accelerators(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+    import traceback
+
+    from headstart._seed import seed_step
+
+    def draws() -> tuple[float, float, list[float]]:
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    if not torch.cuda.is_initialized():  # torch.manual_seed formats a stack trace per queued accelerator seed
+        monkeypatch.setattr(traceback, "format_stack", lambda *a, **k: pytest.fail("a seed was queued"))
+    seed_step(0, 2, 5, 1)
+    first = draws()
+    seed_step(0, 2, 5, 1)
+    assert draws() == first
+    seed_step(0, 2, 6, 1)
+    assert draws() != first

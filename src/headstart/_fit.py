@@ -129,10 +129,10 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
         ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
         strategy.fit(ctx)
 
-    # Evaluate once on the reported split; the selection split is reported separately.
+    # Evaluate once on the reported split; the selection split is reported separately (unless it was trained on).
     metrics: dict[str, Any] = {}
     for split, idx in (("test", ds.test_idx), ("val", ds.val_idx)):
-        if len(idx):
+        if len(idx) and not (split == "val" and strategy.fits_selection_split):
             probs = (head_outputs(head, ctx.features[idx]) if ctx.features is not None
                      else predict_outputs(backbone, head, [ds.items[i] for i in idx]))
             metrics[split] = compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
@@ -178,7 +178,7 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
                      if score is not None else f"rank {p['rank']} of {p['of']}"))
     if "val" in m:
         rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
-    for k in ("kept_epoch", "epochs_run", "C", "features_cached", "precision", "samples_per_second", "wall_seconds", "skipped_files"):
+    for k in ("kept_epoch", "epochs_run", "C", "cv_log_loss", "features_cached", "precision", "samples_per_second", "wall_seconds", "skipped_files"):
         if k in fit_info:
             rows.append((k.replace("_", " "), str(fit_info[k])))
     if "mfu" in fit_info:

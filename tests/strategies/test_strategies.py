@@ -38,6 +38,9 @@ def test_strategy_learns_text(strategy: str, text_csv: Path, tmp_path: Path, req
     for f in RUN_FILES:
         assert (run.path / f).is_file(), f
     assert run.metrics["test"]["accuracy"] >= 0.85  # topic words are disjoint: easy, but only if it learns
+    # a selection-split score is reported only where that split was held out of the fitting (not linear's CV pool)
+    assert ("val" in run.metrics) == (not get_strategy(strategy).fits_selection_split)
+    assert ("cv_log_loss" in run.metrics["fit"]) == (strategy == "linear")
     again = headstart.load(run.path)
     assert again.predict(["the coach and the team scored a goal"])[0]["label"] == "sport"
 

@@ -116,6 +116,9 @@ class Strategy:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     Options: ClassVar[type | None] = None  # the strategy's own knobs (a dataclass), if any
+    # True when the strategy fits on the selection split too (linear: cross-validation over train + selection):
+    # scores on that split are then training scores, and the fit does not report them as a selection result.
+    fits_selection_split: ClassVar[bool] = False
 
     def __init__(self, cfg: FitConfig):
         self.cfg = cfg

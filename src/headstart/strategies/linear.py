@@ -31,6 +31,7 @@ TOL = 1e-3
 class Linear(Strategy):
     name = "linear"
     summary = "frozen backbone, cached features, logistic regression (C by cross-validation)"
+    fits_selection_split = True  # the CV pool is train + selection; the CV score is its selection result
 
     def fit(self, ctx: FitContext) -> None:
         from joblib import parallel_config
@@ -46,7 +47,7 @@ class Linear(Strategy):
         ctx.features = feats
         ctx.info["features_cached"] = info["cached"]
         ctx.info["feature_seconds"] = round(info["seconds"], 3)
-        pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx])
+        pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx]) if self.fits_selection_split else ctx.data.train_idx
         X = np.asarray(feats[pool], dtype=np.float64)
         y = ctx.data.y[pool]
         t0 = time.perf_counter()
@@ -72,6 +73,7 @@ class Linear(Strategy):
                 scores = np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
                 ctx.history.extend({"C": float(c), "cv_log_loss": float(-s)} for c, s in zip(clf.Cs_, scores))
                 best_c = float(np.ravel(clf.C_)[0])
+                ctx.info["cv_log_loss"] = round(float(-scores.max()), 4)  # the chosen C's, mean over folds
             else:  # a class with a single example: no CV possible, use the default strength
                 best_c = 1.0
                 clf = LogisticRegression(C=best_c, max_iter=3000).fit(Xs, y)

@@ -51,9 +51,13 @@ class LPFT(FineTune):
     Options = LPFTOptions
 
     def fit(self, ctx: FitContext) -> None:
-        Linear(self.cfg).fit(ctx)
+        probe = Linear(self.cfg)
+        probe.fits_selection_split = False  # the selection split stays held out: it picks the fine-tuning epoch
+        probe.fit(ctx)
         ctx.features = None  # the probe's features; fine-tuning changes the backbone, so evaluation must run it
         ctx.info["lp_C"] = ctx.info.pop("C")
+        if "cv_log_loss" in ctx.info:
+            ctx.info["lp_cv_log_loss"] = ctx.info.pop("cv_log_loss")
         ctx.history.clear()
         ft_lr = self.opts.ft_lr or self.cfg.lr / 10
         self.cfg = dataclasses.replace(self.cfg, lr=ft_lr, head_lr_mult=self.opts.ft_head_lr_mult)
