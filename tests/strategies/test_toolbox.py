@@ -151,6 +151,35 @@ def test_lp_ft_starts_fine_tuning_from_the_probe(images: Path, source_run: str) 
         compute_metrics(split.y[split.test_idx], probs, split.task, split.classes)["log_loss"], rel=1e-4)
 
 
+def test_lp_ft_probe_fits_the_training_split_only_while_linear_fits_selection_too(images: Path, tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from headstart.config import FitConfig
+    from headstart.evaluate import head_outputs
+    from headstart.heads import make_head
+    from headstart.strategies import FitContext
+    from headstart.strategies.linear import Linear
+    from headstart.strategies.lp_ft import _Probe
+
+    ds = headstart.load_data(images, val_fraction=0.3)
+    bb = build_backbone("scratch:cnn@32")
+    cfg = FitConfig(data=str(images), cv_folds=2)
+    got = {}
+    for cls, pool in ((Linear, np.concatenate([ds.train_idx, ds.val_idx])), (_Probe, ds.train_idx)):
+        ctx = FitContext(cfg=cfg, data=ds, backbone=bb, head=make_head(ds.task, bb.num_features, ds.num_classes),
+                         run_dir=tmp_path / cls.__name__, cache_dir=tmp_path / "cache")
+        cls(cfg).fit(ctx)
+        feats = np.asarray(ctx.features, dtype=np.float64)
+        sc = StandardScaler().fit(feats[pool])
+        sc.scale_ = np.maximum(sc.scale_, 1e-3 * np.median(sc.scale_))  # the strategy's floor on the spread
+        clf = LogisticRegression(C=ctx.info["C"], max_iter=3000, tol=1e-8).fit(sc.transform(feats[pool]), ds.y[pool])
+        probs = head_outputs(ctx.head, feats[ds.test_idx])
+        assert np.allclose(probs, clf.predict_proba(sc.transform(feats[ds.test_idx])), atol=2e-3), cls.__name__
+        got[cls] = ctx.head.fc.weight.detach().clone()
+    assert not torch.allclose(got[Linear], got[_Probe], atol=1e-3)  # the pools differ, so do the heads
+
+
 # -- gradual ------------------------------------------------------------------------------------
 def test_gradual_unfreezes_top_down_on_schedule(images: Path, source_run: str) -> None:
     before = group_states(build_backbone(f"run:{source_run}"))

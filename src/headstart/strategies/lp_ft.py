@@ -6,7 +6,8 @@ distribution. LP-FT first fits the head on frozen features, then fine-tunes
 everything starting from it.
 
 * Phase 1 (LP) is the ``linear`` strategy: logistic regression on cached
-  features, its strength C chosen by cross-validation. It has no learning
+  features, its strength C chosen by cross-validation over the training split
+  (not the selection split, which then picks the fine-tuning epoch). It has no learning
   rate; its step size is the solver's (L-BFGS).
 * Phase 2 (FT) is ``finetune`` with its own, smaller learning rate
   (``--ft-lr``, default a tenth of ``--lr``) and the head learning at
@@ -44,6 +45,13 @@ class LPFTOptions:
             raise ConfigError(f"option --ft-head-lr-mult: {self.ft_head_lr_mult} must be positive")
 
 
+class _Probe(Linear):
+    """`linear` fitted on the training split only: the selection split stays unseen for picking the
+    fine-tuning epoch (`linear` alone cross-validates over both)."""
+
+    fits_selection_split = False
+
+
 @register_strategy
 class LPFT(FineTune):
     name = "lp-ft"
@@ -51,9 +59,7 @@ class LPFT(FineTune):
     Options = LPFTOptions
 
     def fit(self, ctx: FitContext) -> None:
-        probe = Linear(self.cfg)
-        probe.fits_selection_split = False  # the selection split stays held out: it picks the fine-tuning epoch
-        probe.fit(ctx)
+        _Probe(self.cfg).fit(ctx)
         ctx.features = None  # the probe's features; fine-tuning changes the backbone, so evaluation must run it
         ctx.info["lp_C"] = ctx.info.pop("C")
         if "cv_log_loss" in ctx.info:
