@@ -10,9 +10,8 @@ import torch
 
 def seed_everything(seed: int) -> None:
     """Python, NumPy and torch RNGs (every device's, including accelerators not started yet)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    _seed_started(seed)
+    torch.manual_seed(seed)  # also queues the seed for accelerators that start later
 
 
 def _seed_started(seed: int) -> None:

@@ -329,6 +329,7 @@ def _log_version(logs: Any, resuming: bool) -> str:
 
 def train(strategy: Strategy, ctx: FitContext) -> None:
     """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
+    ctx.features = None  # features cached before training (lp-ft's probe) no longer describe the backbone
     strategy.setup(ctx.backbone, ctx.head, ctx.data)
     try:
         _train(strategy, ctx)

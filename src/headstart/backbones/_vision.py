@@ -43,9 +43,8 @@ def _deterministic(train: bool, augment: str) -> bool:
 def build_transform(cfg: dict[str, Any], train: bool, augment: str, part: str = "all") -> Callable[[np.ndarray], torch.Tensor]:
     """Per-image transform: uint8 HWC array -> normalised float CHW tensor.
 
-    ``part="geometry"`` (deterministic presets only) stops at the resized, cropped uint8 CHW tensor;
-    ``part="tail"`` is the rest, from that tensor; ``part="geometry_tensor"`` is the geometry for uint8
-    tensors [..., 3, H, W], a whole batch of same-sized images at once.
+    ``part="geometry"`` is the resize/crop alone, on uint8 tensors [..., 3, H, W] (one image, or a whole
+    batch of same-sized images at once); ``part="tail"`` is the rest (scale, normalise) from its output.
 
     Presets: ``none`` (resize + centre crop), ``light`` (random resized crop +
     horizontal flip), ``standard`` (+ shear, zoom via the crop scale, and colour
@@ -70,9 +69,9 @@ def build_transform(cfg: dict[str, Any], train: bool, augment: str, part: str = 
             T.RandomApply([T.RandomAffine(degrees=0, shear=10)], p=0.5),
             T.RandomApply([T.ColorJitter(0.3, 0.3, 0.3)], p=0.5),
         ]
-    if part == "geometry_tensor":
+    if part == "geometry":
         return T.Compose(ops)
-    pipeline = T.Compose(ops if part == "geometry" else ops + tail)
+    pipeline = T.Compose(ops + tail)
 
     def apply(img: np.ndarray) -> torch.Tensor:
         return pipeline(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
@@ -110,7 +109,7 @@ class ImageBatcher:
         self.cfg, self.train, self.augment = cfg, train, augment
         self._tf = build_transform(cfg, train, augment)
         self._tail = build_transform(cfg, train, augment, "tail")
-        self._geometry = build_transform(cfg, train, augment, "geometry_tensor") if _deterministic(train, augment) else None
+        self._geometry = build_transform(cfg, train, augment, "geometry") if _deterministic(train, augment) else None
 
     def __call__(self, items: list[np.ndarray | torch.Tensor]) -> torch.Tensor:
         # channels_last: faster convolutions on CPU (oneDNN) for the same numbers
@@ -131,10 +130,10 @@ class ImageBatcher:
         unchanged when the preset is random or when the resized copies would exceed ``budget_bytes``.
         """
         _, h, w = self.cfg["input_size"]
-        if not _deterministic(self.train, self.augment) or len(items) * 3 * h * w > budget_bytes:
+        if self._geometry is None or len(items) * 3 * h * w > budget_bytes:
             return items
-        geometry = build_transform(self.cfg, self.train, self.augment, "geometry")
-        return [x if isinstance(x, torch.Tensor) else geometry(x) for x in items]
+        return [x if isinstance(x, torch.Tensor) else self._geometry(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1))
+                for x in items]
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cfg": self.cfg, "train": self.train, "augment": self.augment}

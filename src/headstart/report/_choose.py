@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from .._io import atomic_write_text
-from ._run import _fmt, page_head
 from ._mpl import subplots
+from ._run import _fmt, page_head
 
 
 def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:

@@ -6,10 +6,9 @@ import html
 from pathlib import Path
 from typing import Any
 
-from ._mpl import subplots
-
 from .._io import atomic_write_text
 from ._choose import _grid
+from ._mpl import subplots
 from ._run import page_head
 
 

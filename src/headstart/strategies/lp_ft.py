@@ -60,7 +60,6 @@ class LPFT(FineTune):
 
     def fit(self, ctx: FitContext) -> None:
         _Probe(self.cfg).fit(ctx)
-        ctx.features = None  # the probe's features; fine-tuning changes the backbone, so evaluation must run it
         ctx.info["lp_C"] = ctx.info.pop("C")
         if "cv_log_loss" in ctx.info:
             ctx.info["lp_cv_log_loss"] = ctx.info.pop("cv_log_loss")
