@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/headstart demo
 
+# The layer contracts (pyproject.toml, [tool.importlinter]) first: a broken layer fails the suite.
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

@@ -61,7 +61,7 @@ def latencies(run_dir: Path, items: list, env: dict[str, str], rounds: int = 3) 
 
     os.environ.update({k: v for k, v in env.items() if k.startswith("HEADSTART")})
     import headstart
-    from headstart.export import OnnxModel
+    from headstart.run import OnnxModel
 
     run = headstart.load(run_dir)
     record = json.loads((run_dir / "export" / "export.json").read_text())

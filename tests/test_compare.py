@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import headstart
-from headstart._compare import parse_budgets, parse_fit_flags
+from headstart.cli import parse_fit_flags
+from headstart.tasks.compare import parse_budgets
 from headstart.cli import app
 from headstart.errors import ConfigError, HeadstartError
 from tests.conftest import write_text_table

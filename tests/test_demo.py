@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from headstart.demo import run_demo
+from headstart.tasks.demo import run_demo
 
 
 def test_demo_smallest_budget_transfer_beats_scratch() -> None:

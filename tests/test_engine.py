@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from headstart.engine import EpochShuffle, LengthGroupedBatches, warmup_cosine
+from headstart.training.engine import EpochShuffle, LengthGroupedBatches, warmup_cosine
 
 
 def test_length_grouped_batches_cover_everything_once_and_group_lengths() -> None:
@@ -36,7 +37,14 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch() -> None:
 
 
 def test_warmup_cosine_schedule() -> None:
-    f = warmup_cosine(100, 0.1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = warmup_cosine(opt, 100, 0.1)
+    factors = []
+    for _ in range(101):  # the factor of the base LR at each step
+        factors.append(opt.param_groups[0]["lr"] / 2.0)
+        opt.step()
+        sched.step()
+    f = factors.__getitem__
     assert f(0) == 0.1 and f(9) == 1.0
     assert abs(f(55) - 0.5) < 0.02 and f(100) == 0.0
     assert all(f(i) >= f(i + 1) for i in range(10, 100))

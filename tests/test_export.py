@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 import headstart
 from headstart.cli import app
 from headstart.errors import HeadstartError
-from headstart.export import OnnxModel, default_onnx, prune_magnitude
+from headstart.run import OnnxModel, default_onnx
+from headstart.run.export import prune_magnitude
 from tests.conftest import write_image_folder, write_text_table
 
 

@@ -111,7 +111,7 @@ def test_finetune_without_augmentation_trains_on_resized_copies_to_the_same_mode
 
 
 def test_loader_workers_default_to_none_on_a_cpu_and_a_negative_count_is_refused() -> None:
-    from headstart.engine import loader_workers
+    from headstart.training.engine import loader_workers
 
     if not torch.cuda.is_available():
         assert loader_workers(None) == 0  # a CPU keeps its cores for the model

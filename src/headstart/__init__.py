@@ -15,16 +15,16 @@ from pathlib import Path as _Path
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(_tempfile.gettempdir()) / "headstart-matplotlib"))
 _os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_Path(_tempfile.gettempdir()) / "headstart-torchinductor"))
 
-from ._compare import compare  # noqa: E402
-from ._domain import distance  # noqa: E402
-from ._fit import fit  # noqa: E402
-from ._rank import rank  # noqa: E402
 from .backbones import list_backbones  # noqa: E402
 from .config import FitConfig  # noqa: E402
 from .data import Dataset, load_data  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
 from .run import Run, load_run  # noqa: E402
-from .strategies import list_strategies  # noqa: E402
+from .tasks.compare import compare  # noqa: E402
+from .tasks.distance import distance  # noqa: E402
+from .tasks.fit import fit  # noqa: E402
+from .tasks.rank import rank  # noqa: E402
+from .training.strategies import list_strategies  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -8,6 +8,7 @@ mistake prints one ``error:`` line (exit code 2); ``--debug`` shows the tracebac
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import json
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from .config import FitConfig
 from .errors import HeadstartError
-from .strategies import option_fields, option_types
+from .training.strategies import get_strategy, list_strategies, option_fields, option_types
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning: choose a pretrained backbone, adapt it, measure it, ship it.")
@@ -57,8 +58,15 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 # -- fit: flags generated from FitConfig ------------------------------------------
-def _fit_signature() -> inspect.Signature:
+def fit_flag_types() -> dict[str, Any]:
+    """Every `fit` flag's value type: `FitConfig` fields and the strategies' options (one table for all commands)."""
     hints = typing.get_type_hints(FitConfig)
+    types_of = {f.name: hints[f.name] for f in dataclasses.fields(FitConfig) if f.name not in ("data", "options")}
+    types_of.update(option_types())
+    return types_of
+
+
+def _fit_signature() -> inspect.Signature:
     params = [
         inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[str],
@@ -66,17 +74,18 @@ def _fit_signature() -> inspect.Signature:
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, "--config", help="YAML file with FitConfig keys; flags override it.")),
     ]
-    for f in dataclasses.fields(FitConfig):
-        if f.name in ("data", "options"):
+    types_of = fit_flag_types()
+    first = ("model", "strategy", "weights", "pretrained", "out")  # what most fits name, at the top of --help
+    for f in sorted(dataclasses.fields(FitConfig), key=lambda f: first.index(f.name) if f.name in first else len(first)):
+        if f.name not in types_of:
             continue
         flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if hints[f.name] is bool else [flag]
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=hints[f.name],
+        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if types_of[f.name] is bool else [flag]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=types_of[f.name],
                                         default=typer.Option(f.default, *decls, help=f.metadata.get("help", ""))))
     # each strategy's own options: a flag each, None = not given (the strategy's default applies)
-    kinds = option_types()
     for name, (f, _owners) in option_fields().items():
-        base = kinds[name]
+        base = types_of[name]
         flag = "--" + name.replace("_", "-")
         decls = [f"{flag}/--no-{name.replace('_', '-')}"] if base is bool else [flag]
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[base],
@@ -85,9 +94,44 @@ def _fit_signature() -> inspect.Signature:
     return inspect.Signature(params)
 
 
+def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]:
+    """Fit flags passed through another command (``--model X --epochs 3 --no-pretrained --lora-r 4``), typed
+    from the same table as `fit`'s own flags."""
+    types_of = fit_flag_types()
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            raise HeadstartError(f"{command}: unexpected argument {tok!r}; fit options go as --name value")
+        key = tok[2:].replace("-", "_")
+        negated = key.startswith("no_") and key[3:] in types_of and key not in types_of
+        name = key[3:] if negated else key
+        if name not in types_of:
+            close = difflib.get_close_matches(name, list(types_of), n=1)
+            hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
+            raise HeadstartError(f"{command}: unknown option {tok}{hint} (see `headstart fit --help`)")
+        hint = types_of[name]
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        if base is bool:
+            found[name] = not negated
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            raise HeadstartError(f"{command}: option {tok} needs a value")
+        raw = args[i + 1]
+        try:
+            found[name] = base(raw) if base in (int, float) else raw
+        except ValueError:
+            kind = "an integer" if base is int else "a number"
+            raise HeadstartError(f"{command}: option {tok}: {raw!r} is not {kind}") from None
+        i += 2
+    return found
+
+
 @_user_errors
 def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any) -> None:
-    from . import _fit as fitmod
+    from .tasks import fit as fitmod
 
     # Typer may bundle its own click: compare the source by name, not by enum identity.
     opts = option_fields()
@@ -98,12 +142,22 @@ def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any
 
 
 def _print_summary(run: Any, title: str) -> None:
-    from ._fit import summary_rows
+    """The closing summary, then the strategy's own tables (``metrics.json["report"]["sections"]``)."""
+    from .tasks.fit import summary_rows
 
     table = Table(title=title, show_header=False)
     for k, v in summary_rows(run):
         table.add_row(k, v)
     out.print(table)
+    for sec in run.metrics.get("report", {}).get("sections", []):
+        t = Table(title=sec["title"])
+        for i, col in enumerate(sec["columns"]):
+            t.add_column(str(col), justify="left" if i < 2 else "right")
+        for row in sec["rows"]:
+            t.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        out.print(t)
+        if sec.get("note"):
+            out.print(sec["note"], highlight=False)
 
 
 _fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]
@@ -167,40 +221,42 @@ def predict(
         sys.stdout.write(json.dumps(row) + "\n")
 
 
-# -- distill ------------------------------------------------------------------------
-@app.command("distill", help="Train a student model on a teacher run's softened outputs plus DATA's labels "
-             "(strategy distill). Any `fit` option may follow (e.g. --epochs 20 --augment none).",
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@_user_errors
-def distill_cmd(
-    ctx: typer.Context,
-    teacher: Path = typer.Argument(..., help="The teacher's run directory."),
-    data: str = typer.Argument(..., help="Labeled data with the teacher's classes: image folder or table file."),
-    student: str = typer.Option(..., "--student", help="The student backbone: any model string (e.g. scratch:cnn-w8, timm:...)."),
-    temperature: Optional[float] = typer.Option(None, help="Softmax temperature of the teacher's soft targets (default 4)."),
-    alpha: Optional[float] = typer.Option(None, help="Weight of the soft (teacher) term; 1 - alpha weighs the true labels (default 0.9)."),
-    unlabeled: Optional[str] = typer.Option(None, help="Extra unlabeled inputs taught by the teacher only (image folder or text table)."),
-) -> None:
-    from . import _fit as fitmod
-    from ._compare import parse_fit_flags
+# -- a strategy's own command (e.g. `headstart distill TEACHER DATA --student MODEL`) -------------
+def _strategy_command(name: str, spec: dict[str, Any]) -> None:
+    """``headstart NAME ARG... DATA --MODEL-FLAG MODEL [fit flags]`` = ``headstart fit DATA --strategy NAME ...``.
 
-    options = parse_fit_flags(list(ctx.args), "distill")
-    for name in ("model", "strategy", "teacher"):
-        if name in options:
-            raise HeadstartError(f"distill: --{name} is set by the command itself; see `headstart distill --help`")
-    given = {k: v for k, v in (("temperature", temperature), ("alpha", alpha), ("unlabeled", unlabeled)) if v is not None}
-    run = fitmod.fit(data, model=student, strategy="distill", teacher=str(teacher), **given, **options)
-    _print_summary(run, "headstart distill")
-    rec = run.metrics.get("distill", {})
-    if rec:
-        cmp = Table(title=f"teacher vs student (held-out split; teacher {rec['teacher_split']})")
-        for col in ("", "model", "accuracy", "parameters", "weights MB", "ms / example"):
-            cmp.add_column(col, justify="left" if col in ("", "model") else "right")
-        for who in ("teacher", "student"):
-            r = rec[who]
-            acc = f"{r['accuracy']:.4f}" if "accuracy" in r else "n/a"
-            cmp.add_row(who, r["model"], acc, f"{r['parameters']:,}", f"{r['file_mb']:.2f}", f"{r.get('latency_ms', float('nan')):.2f}")
-        out.print(cmp)
+    ``spec`` is the strategy's ``command`` declaration: ``help``, ``args`` [(option, help)] that come first as
+    arguments, ``data_help``, and ``model_flag`` (flag, help) naming the backbone.
+    """
+    flag, flag_help = spec["model_flag"]
+    args = [a for a, _ in spec["args"]]
+
+    @_user_errors
+    def command(ctx: typer.Context, **given: Any) -> None:
+        from .tasks.fit import fit
+
+        options = parse_fit_flags(list(ctx.args), name)
+        for key in ("model", "strategy", *args):
+            if key in options:
+                raise HeadstartError(f"{name}: --{key} is set by the command itself; see `headstart {name} --help`")
+        data, model = given.pop("data"), given.pop(flag)
+        _print_summary(fit(data, model=model, strategy=name, **given, **options), f"headstart {name}")
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for arg, arg_help in spec["args"]:
+        params.append(inspect.Parameter(arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                                        default=typer.Argument(..., help=arg_help)))
+    params.append(inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str,
+                                    default=typer.Argument(..., help=spec["data_help"])))
+    params.append(inspect.Parameter(flag, inspect.Parameter.KEYWORD_ONLY, annotation=str,
+                                    default=typer.Option(..., f"--{flag}", help=flag_help)))
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    app.command(name, help=spec["help"], context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
+
+
+for _name in list_strategies():
+    if get_strategy(_name).command is not None:
+        _strategy_command(_name, get_strategy(_name).command)
 
 
 # -- ship: export -------------------------------------------------------------------
@@ -254,14 +310,14 @@ def rank_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where rank.json/csv/png and report.html go (default runs/rank-<data>)."),
     overwrite: bool = typer.Option(False, help="Replace an existing ranking folder."),
 ) -> None:
-    from ._rank import default_out, rank
+    from .tasks.rank import default_out, rank
 
     cands = [m for spec in [*models, *ctx.args] for m in spec.split(",") if m.strip()]
     stray = [a for a in ctx.args if a.startswith("-")]
     if stray:
         raise HeadstartError(f"rank: unknown option {stray[0]}; see `headstart rank --help`")
     if then_fit is not None and ctx.get_parameter_source("goal").name != "COMMANDLINE":
-        goal = "linear" if then_fit == "linear" else "finetune"
+        goal = "finetune" if get_strategy(then_fit).trains else "linear"  # a frozen-feature probe: rank by LogME
     target = out_dir or default_out(data)
     df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
               proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite)
@@ -276,9 +332,9 @@ def rank_cmd(
     out.print(f"recommended: [bold]{df.attrs['recommended']}[/bold] (by {df.attrs['by']}, goal {df.attrs['goal']}); "
               f"{df.attrs['seconds']:.1f} s; report: {target}/report.html")
     if then_fit is not None:
-        from . import _fit as fitmod
+        from .tasks.fit import fit
 
-        run = fitmod.fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
+        run = fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
                          test_fraction=test_fraction, text_col=text_col, label_col=label_col)
         _print_summary(run, "headstart fit (the recommended candidate)")
 
@@ -296,7 +352,7 @@ def distance_cmd(
     overwrite: bool = typer.Option(False, help="Replace an existing distance folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    from ._domain import default_out, distance
+    from .tasks.distance import default_out, distance
 
     target_dir = out_dir or default_out(source, target, model)
     res = distance(source, target, model=model, weights=weights, permutations=permutations, seed=seed,
@@ -321,13 +377,14 @@ def distance_cmd(
 def compare_cmd(
     ctx: typer.Context,
     data: str = typer.Argument(..., help="Labeled data: image folder, table file or built-in name."),
-    strategies: str = typer.Option("linear,finetune,lp-ft,lora", "--strategies", help="Comma-separated strategies."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies (default: those "
+                                             "marked for comparison in `headstart strategies`)."),
     budgets: str = typer.Option("5,20,all", "--budgets", help="Labeled examples per class, comma-separated; 'all' = every one."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where runs/, compare.csv, data_efficiency.png and report.html go."),
     overwrite: bool = typer.Option(False, help="Replace an existing comparison folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted comparison: finished runs are reused."),
 ) -> None:
-    from ._compare import compare, default_out, parse_fit_flags
+    from .tasks.compare import compare, default_out
 
     options = parse_fit_flags(list(ctx.args))
     target = out_dir or default_out(data)
@@ -353,11 +410,10 @@ def backbones() -> None:
 
 @app.command("strategies", help="List the adaptation strategies.")
 def strategies() -> None:
-    from .strategies import get_strategy, list_strategies
-
-    table = Table("strategy", "what it does")
+    table = Table("strategy", "what it does", "trains", "in compare by default")
     for s in list_strategies():
-        table.add_row(s, get_strategy(s).summary)
+        cls = get_strategy(s)
+        table.add_row(s, cls.summary, "yes" if cls.trains else "no", "yes" if cls.compared_by_default else "")
     out.print(table)
 
 
@@ -369,7 +425,7 @@ def demo(
 ) -> None:
     import os
 
-    from .demo import run_demo
+    from .tasks.demo import run_demo
 
     os.environ.setdefault("HEADSTART_QUIET", "1")
     err.print("headstart demo: 6-topic sentence classification, 30% held out; fitting 9 models offline ...")

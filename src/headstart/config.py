@@ -1,4 +1,10 @@
-"""`FitConfig`: every knob of a fit, with help text and checks.
+"""`FitConfig`: every knob of a fit, with help text and checks, in four parts.
+
+`DataConfig` (what data, how split), `ModelConfig` (which backbone), `TrainConfig`
+(strategy, optimiser, schedule) and `RuntimeConfig` (where to write, threads,
+workers) are dataclasses of their own; `FitConfig` is all four, flat, plus the
+chosen strategy's own options (``options``, checked by the strategy's
+``Options`` dataclass). The fit pipeline resolves it once, before any work.
 
 The CLI builds its `fit` flags from these fields (one flag per field, the help
 text comes from the field's metadata), `--config FILE.yaml` supplies the same
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +39,25 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+def _bad(name: str, msg: str) -> ConfigError:
+    return ConfigError(f"option --{name.replace('_', '-')}: {msg}")
+
+
+# Strategy options (``lora_r: 8``) may stand at the top level of a config; the strategies register how to find
+# them (name -> (dataclass field, strategies that take it)), so that this module imports no strategy.
+_option_lookup: Callable[[], dict[str, tuple[Any, list[str]]]] = dict
+
+
+def set_option_lookup(fn: Callable[[], dict[str, tuple[Any, list[str]]]]) -> None:
+    global _option_lookup
+    _option_lookup = fn
+
+
 @dataclass
-class FitConfig:
-    """What to fit, on which data, with which strategy. See ``headstart fit --help``."""
+class DataConfig:
+    """What data, and how it is split."""
 
     data: str = _opt("", "Data: an image folder, a CSV/TSV/JSONL/Parquet table, or a built-in ('digits').")
-    model: str = _opt(
-        "auto",
-        "Backbone: timm:<name>, hf:<name-or-dir>, minilm, py:<module>:<factory>, run:<dir>, scratch:<arch>. "
-        "'auto' = minilm for text, timm:resnet18 for images.",
-    )
-    strategy: str = _opt("finetune", "Adaptation strategy: linear, finetune, scratch, lp-ft, gradual, l2sp, lora, joint, distill (see `headstart strategies`).")
-    weights: str | None = _opt(None, "Local weights file (safetensors or a torch checkpoint) for the backbone.")
-    pretrained: bool = _opt(True, "Load pretrained weights (hub or --weights); --no-pretrained = random init.")
-    out: str | None = _opt(None, "Run directory to write (default runs/<name>).")
-    name: str | None = _opt(None, "Run name (default: <data>-<model>-<strategy>).")
-    overwrite: bool = _opt(False, "Replace an existing run directory.")
     test: str | None = _opt(None, "Separate labeled data to report on (else the data's test/ or val/ part, or a split).")
     text_col: str | None = _opt(None, "Text column of a table (default: auto-detected).")
     label_col: str | None = _opt(None, "Label column of a table (default: auto-detected).")
@@ -60,6 +70,55 @@ class FitConfig:
     test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part.")
     train_size: int | None = _opt(None, "Use only this many training examples (stratified sample).")
     labels_per_class: int | None = _opt(None, "Use only this many training examples per class.")
+
+    def __post_init__(self) -> None:
+        self._check_data()
+
+    def _check_data(self) -> None:
+        if not 0.0 <= self.val_fraction < 0.9:
+            raise _bad("val_fraction", f"{self.val_fraction} must be in [0, 0.9)")
+        if not 0.0 < self.test_fraction < 0.9:
+            raise _bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9)")
+        if self.header not in HEADER_MODES:
+            raise _bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
+        for name in ("train_size", "labels_per_class"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise _bad(name, f"{v} must be at least 1")
+
+
+@dataclass
+class ModelConfig:
+    """Which backbone, and its input and output shape."""
+
+    model: str = _opt(
+        "auto",
+        "Backbone: timm:<name>, hf:<name-or-dir>, minilm, py:<module>:<factory>, run:<dir>, scratch:<arch>. "
+        "'auto' = minilm for text, timm:resnet18 for images.",
+    )
+    weights: str | None = _opt(None, "Local weights file (safetensors or a torch checkpoint) for the backbone.")
+    pretrained: bool = _opt(True, "Load pretrained weights (hub or --weights); --no-pretrained = random init.")
+    pool: str = _opt(
+        "auto", "Global pooling of an image backbone's last feature map: avg (the source model's own), avgmax (average "
+        "and max concatenated: twice the features, more of the spatial detail a frozen backbone otherwise averages "
+        "away), auto (the strategy's choice: avgmax for a frozen-feature probe, avg otherwise; text backbones always "
+        "use their own pooling).")
+    max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
+    dropout: float = _opt(0.0, "Dropout before the head.")
+
+    def __post_init__(self) -> None:
+        self._check_model()
+
+    def _check_model(self) -> None:
+        if self.pool not in POOLS:
+            raise _bad("pool", f"'{self.pool}' is not one of {', '.join(POOLS)}")
+
+
+@dataclass
+class TrainConfig:
+    """How to adapt it: the strategy, the optimiser and the schedule."""
+
+    strategy: str = _opt("finetune", "Adaptation strategy (`headstart strategies` lists them with what each does).")
     epochs: int | None = _opt(None, "Training epochs (default: 10 for images, 2 for text; more on small data).")
     batch_size: int = _opt(32, "Batch size.")
     lr: float | None = _opt(None, "Peak learning rate of the top layers (default: 2e-3 images, 1e-4 text).")
@@ -75,77 +134,96 @@ class FitConfig:
         "auto", "Cache the output of the frozen lowest groups once and train only above them: auto (when --freeze > 0 "
         "and --augment none, images), yes, no.")
     label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
-    dropout: float = _opt(0.0, "Dropout before the head.")
-    pool: str = _opt(
-        "auto", "Global pooling of an image backbone's last feature map: avg (the source model's own), avgmax (average "
-        "and max concatenated: twice the features, more of the spatial detail a frozen backbone otherwise averages "
-        "away), auto (avgmax for linear, avg otherwise; text backbones always use their own pooling).")
     augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
     restore_best: bool = _opt(False, "Keep the epoch with the lowest selection-split loss (default: the last epoch of the schedule).")
     patience: int = _opt(0, "Early stopping patience in epochs on the held-out loss (0 = run all epochs).")
-    max_length: int = _opt(256, "Longest text in tokens; shorter batches are padded only to their own length.")
-    cv_folds: int = _opt(5, "Cross-validation folds used by `linear` to choose its regularisation strength.")
-    num_workers: int | None = _opt(
-        None, "DataLoader worker processes (default: 0 on a CPU, where workers would compete with the model for the "
-        "cores; min(4, cores) with pinned memory on a GPU).")
     precision: str = _opt("auto", "Training precision: 32, bf16 (autocast; needs native bf16: AVX-512 BF16/AMX or a recent "
                           "GPU), or auto (32 for now: bf16 has not passed the speed and accuracy check that would make "
                           "it a default; see docs/benchmarks.md).")
     compile: bool = _opt(False, "torch.compile the backbone for training (opt-in: it pays off only on long fits of some models).")
-    threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
-    cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
-    resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
-    checkpoint_every: float = _opt(60.0, "Seconds of training between resume checkpoints (checkpoints/last.ckpt).")
+    cv_folds: int = _opt(5, "Cross-validation folds of a strategy that chooses its own hyper-parameters by cross-validation "
+                         "on the training data (e.g. the regularisation strength of a probe).")
     options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "The strategy's own options (lora_r, unfreeze_every, ...); as flags: --lora-r 8."})
 
     def __post_init__(self) -> None:
-        def bad(name: str, msg: str) -> ConfigError:
-            return ConfigError(f"option --{name.replace('_', '-')}: {msg}")
+        self._check_training()
 
-        if not 0.0 <= self.val_fraction < 0.9:
-            raise bad("val_fraction", f"{self.val_fraction} must be in [0, 0.9)")
-        if not 0.0 < self.test_fraction < 0.9:
-            raise bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9)")
+    def _check_training(self) -> None:
         if self.batch_size < 1:
-            raise bad("batch_size", f"{self.batch_size} must be at least 1")
+            raise _bad("batch_size", f"{self.batch_size} must be at least 1")
         if self.epochs is not None and self.epochs < 1:
-            raise bad("epochs", f"{self.epochs} must be at least 1")
+            raise _bad("epochs", f"{self.epochs} must be at least 1")
         if self.lr is not None and not self.lr > 0:
-            raise bad("lr", f"{self.lr} must be positive")
+            raise _bad("lr", f"{self.lr} must be positive")
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise bad("layer_decay", f"{self.layer_decay} must be in (0, 1]")
+            raise _bad("layer_decay", f"{self.layer_decay} must be in (0, 1]")
         if not self.head_lr_mult > 0:
-            raise bad("head_lr_mult", f"{self.head_lr_mult} must be positive")
+            raise _bad("head_lr_mult", f"{self.head_lr_mult} must be positive")
         if not 0.0 <= self.warmup < 1.0:
-            raise bad("warmup", f"{self.warmup} must be in [0, 1)")
+            raise _bad("warmup", f"{self.warmup} must be in [0, 1)")
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise bad("label_smoothing", f"{self.label_smoothing} must be in [0, 1)")
+            raise _bad("label_smoothing", f"{self.label_smoothing} must be in [0, 1)")
         if self.freeze < 0:
-            raise bad("freeze", f"{self.freeze} must be >= 0")
+            raise _bad("freeze", f"{self.freeze} must be >= 0")
         if self.augment not in AUGMENT_PRESETS:
-            raise bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
+            raise _bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
         if self.cache_frozen not in CACHE_MODES:
-            raise bad("cache_frozen", f"'{self.cache_frozen}' is not one of {', '.join(CACHE_MODES)}")
+            raise _bad("cache_frozen", f"'{self.cache_frozen}' is not one of {', '.join(CACHE_MODES)}")
         if not isinstance(self.options, dict):
-            raise bad("options", "must be a mapping of option: value")
+            raise _bad("options", "must be a mapping of option: value")
         if str(self.precision) not in PRECISIONS:
-            raise bad("precision", f"'{self.precision}' is not one of {', '.join(PRECISIONS)}")
+            raise _bad("precision", f"'{self.precision}' is not one of {', '.join(PRECISIONS)}")
         self.precision = str(self.precision)  # YAML may give 32 as a number
-        if self.pool not in POOLS:
-            raise bad("pool", f"'{self.pool}' is not one of {', '.join(POOLS)}")
-        if self.header not in HEADER_MODES:
-            raise bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
-        for name in ("train_size", "labels_per_class"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise bad(name, f"{v} must be at least 1")
-        if not self.checkpoint_every > 0:
-            raise bad("checkpoint_every", f"{self.checkpoint_every} must be positive")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise bad("num_workers", f"{self.num_workers} must be >= 0")
         if self.cv_folds < 2:
-            raise bad("cv_folds", f"{self.cv_folds} must be at least 2")
+            raise _bad("cv_folds", f"{self.cv_folds} must be at least 2")
+
+
+@dataclass
+class RuntimeConfig:
+    """Where results go and how the machine is used."""
+
+    out: str | None = _opt(None, "Run directory to write (default runs/<name>).")
+    name: str | None = _opt(None, "Run name (default: <data>-<model>-<strategy>).")
+    overwrite: bool = _opt(False, "Replace an existing run directory.")
+    resume: bool = _opt(False, "Continue the run in --out from its last checkpoint.")
+    checkpoint_every: float = _opt(60.0, "Seconds of training between resume checkpoints (checkpoints/last.ckpt).")
+    num_workers: int | None = _opt(
+        None, "DataLoader worker processes (default: 0 on a CPU, where workers would compete with the model for the "
+        "cores; min(4, cores) with pinned memory on a GPU).")
+    threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
+    cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
+
+    def __post_init__(self) -> None:
+        self._check_runtime()
+
+    def _check_runtime(self) -> None:
+        if not self.checkpoint_every > 0:
+            raise _bad("checkpoint_every", f"{self.checkpoint_every} must be positive")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise _bad("num_workers", f"{self.num_workers} must be >= 0")
+
+
+@dataclass
+class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
+    """What to fit, on which data, with which strategy: the four parts above, flat.
+
+    One flag per field (``headstart fit --help``), the same keys in ``--config FILE.yaml``
+    and in ``config.yaml`` of every run. Each part is its own dataclass with its own
+    checks, and the code that needs one part takes that part (``cfg.part(DataConfig)``).
+    """
+
+    def __post_init__(self) -> None:
+        for check in (self._check_data, self._check_model, self._check_training, self._check_runtime):
+            check()
+
+    def part(self, cls: type) -> Any:
+        """The fields of one part (``DataConfig``, ``ModelConfig``, ...) as that dataclass."""
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+    def load_kwargs(self) -> dict[str, Any]:
+        """`load_data` keyword arguments for this config's data (everything of `DataConfig` but the source)."""
+        return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.name != "data"}
 
     # -- defaults that depend on the modality ---------------------------------
     def resolved(self, modality: str, n_train: int = 0) -> FitConfig:
@@ -177,12 +255,15 @@ class FitConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> FitConfig:
         """Keys of `FitConfig`; a strategy's option may also be given at top level (``lora_r: 8``)."""
-        from .strategies import option_fields
-
         known = {f.name for f in fields(cls)}
         d = dict(d)
-        strategy_opts = option_fields()
+        strategy_opts = _option_lookup()
         moved = {k: d.pop(k) for k in list(d) if k not in known and k in strategy_opts}
+        for k, v in list(moved.items()):
+            # An option of another strategy left at its default (a config shared between strategies) is dropped.
+            f, owners = strategy_opts[k]
+            if d.get("strategy", TrainConfig.strategy) not in owners and v == f.default:
+                del moved[k]
         if moved:
             d["options"] = {**(d.get("options") or {}), **moved}
         unknown = sorted(set(d) - known)

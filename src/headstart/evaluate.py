@@ -1,49 +1,10 @@
-"""Metrics per task type, and batched prediction through backbone + head."""
+"""Metrics per task type (batched prediction is `features.predict_outputs`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-
-from .features import run_batches
-
-
-def predict_outputs(backbone: Any, head: Any, items: list[Any], batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [N, C] (values for regression), in the order of ``items``."""
-    head.eval()
-    width = 2 if head.task == "binary" else head.num_outputs
-    return run_batches(backbone, items, width, lambda b: head.outputs(head(backbone.forward_features(b))),
-                       batch_size, "predicting")
-
-
-def head_outputs(head: Any, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """What `predict_outputs` gives, from features the backbone already computed (a frozen backbone's cache)."""
-    import torch
-
-    head.eval()
-    with torch.inference_mode():
-        return np.concatenate([head.outputs(head(torch.as_tensor(np.asarray(features[i:i + batch_size]), dtype=torch.float32))).numpy()
-                               for i in range(0, len(features), batch_size)])
-
-
-def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:
-    """Median milliseconds to predict one example alone (batch of 1), preprocessing included."""
-    import time
-
-    import torch
-
-    backbone.eval()
-    head.eval()
-    batcher = backbone.preprocess(train=False)
-    times = []
-    with torch.inference_mode():
-        for i, item in enumerate([items[0]] * warmup + list(items)):
-            t0 = time.perf_counter()
-            head.outputs(head(backbone.forward_features(batcher([item]))))
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1000.0)
 
 
 def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[str]) -> dict[str, Any]:

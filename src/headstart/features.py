@@ -19,14 +19,16 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ._io import atomic_write_text
 from ._progress import track
-from .backbones import Backbone
+
+if TYPE_CHECKING:  # the declared interface; features never builds a backbone
+    from .backbones import Backbone
 
 
 def default_cache_dir() -> Path:
@@ -41,8 +43,8 @@ def cache_key(backbone: Backbone, data_fingerprint: str, tag: str = "") -> str:
     return h.hexdigest()[:24]
 
 
-def _order(backbone: Backbone, items: list[Any], batcher: Any) -> np.ndarray:
-    if backbone.modality == "text" and hasattr(batcher, "lengths"):
+def _order(items: list[Any], batcher: Any) -> np.ndarray:
+    if batcher.lengths is not None:
         return np.argsort(np.asarray(batcher.lengths(items)), kind="stable")
     return np.arange(len(items))
 
@@ -87,16 +89,15 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
     ``fn=None`` is ``backbone.forward_features``, looked up per batch (so that `folded_batchnorm` applies);
     a given ``fn`` that needs the features should call ``backbone.forward_features`` itself.
 
-    Texts go length-sorted (each batch padded only to its own longest); images channels_last.
+    Length-sorted where the batcher knows lengths (each batch padded only to its own longest); images channels_last.
     Shared by feature extraction and prediction. ``out`` (e.g. a memory-mapped file) receives the
     rows as they are computed; ``items`` may be any sequence, read one batch at a time.
     """
     was_training = backbone.training
     backbone.eval()
-    if backbone.modality == "image":  # outside inference mode: converted weights must stay trainable
-        backbone.to(memory_format=torch.channels_last)
+    backbone.to(memory_format=backbone.memory_format)  # outside inference mode: converted weights must stay trainable
     batcher = backbone.preprocess(train=False)
-    order = _order(backbone, items, batcher)
+    order = _order(items, batcher)
     out = np.empty((len(items), width), dtype=np.float32) if out is None else out
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
     starts = range(0, len(items), batch_size)
@@ -110,6 +111,22 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
             out[idx] = (backbone.forward_features(batch) if fn is None else fn(batch)).float().cpu().numpy()
     backbone.train(was_training)
     return out
+
+
+def predict_outputs(backbone: Backbone, head: Any, items: list[Any], batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [N, C] (values for regression) through backbone + head, in the order of ``items``."""
+    head.eval()
+    width = 2 if head.task == "binary" else head.num_outputs
+    return run_batches(backbone, items, width, lambda b: head.outputs(head(backbone.forward_features(b))),
+                       batch_size, "predicting")
+
+
+def head_outputs(head: Any, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """What `predict_outputs` gives, from features the backbone already computed (a frozen backbone's cache)."""
+    head.eval()
+    with torch.inference_mode():
+        return np.concatenate([head.outputs(head(torch.as_tensor(np.asarray(features[i:i + batch_size]), dtype=torch.float32))).numpy()
+                               for i in range(0, len(features), batch_size)])
 
 
 def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 
 import headstart
 from headstart.errors import ConfigError
-from headstart.strategies.distill import soft_loss, teacher_columns
+from headstart.training.strategies.distill import soft_loss, teacher_columns
 from tests.conftest import write_image_folder
 
 
@@ -84,7 +84,7 @@ def test_the_soft_targets_are_the_teachers_logits(teacher: tuple[Path, Path]) ->
     from headstart.config import FitConfig
     from headstart.data import load_data
     from headstart.heads import make_head
-    from headstart.strategies import FitContext, get_strategy
+    from headstart.training.strategies import FitContext, get_strategy
 
     teacher_dir, data = teacher
     t = headstart.load(teacher_dir)
@@ -95,7 +95,7 @@ def test_the_soft_targets_are_the_teachers_logits(teacher: tuple[Path, Path]) ->
     ctx = FitContext(cfg=cfg, data=ds, backbone=bb, head=make_head(ds.task, bb.num_features, ds.num_classes),
                      run_dir=Path("runs/x"), cache_dir=Path("cache"))
     s = get_strategy("distill")(cfg)
-    s.fit(ctx)
+    s.prepare(ctx)
     n_train = len(ds.train_idx)
     assert len(s.items) == n_train + 24 and (s.labels[n_train:] == -1).all()  # unlabeled rows: soft term only
     want = t.head(t.backbone.forward_features(t.backbone.preprocess(train=False)(s.items[:6]))).detach()

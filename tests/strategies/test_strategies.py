@@ -11,7 +11,7 @@ import torch
 
 import headstart
 from headstart.config import FitConfig
-from headstart.strategies import get_strategy, list_strategies, register_strategy
+from headstart.training.strategies import get_strategy, list_strategies, register_strategy
 from tests.conftest import write_image_folder, write_text_table
 
 RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "labels.json", "metrics.json", "history.csv",
@@ -77,13 +77,16 @@ def test_finetune_freezes_lowest_groups_and_their_batchnorm(tmp_path: Path) -> N
 def test_discriminative_learning_rates() -> None:
     from headstart.backbones import build_backbone
     from headstart.heads import make_head
-    from headstart.strategies.finetune import FineTune
+    from headstart.training.strategies import FitContext
+    from headstart.training.strategies.finetune import FineTune
 
     cfg = FitConfig(data="x", lr=1.0, layer_decay=0.5, head_lr_mult=4.0, freeze=1)
     bb = build_backbone("scratch:cnn@32")
     s = FineTune(cfg)
-    s.setup(bb, make_head("binary", bb.num_features, 2), None)
-    lrs = {g["name"]: g["lr"] for g in s.param_groups(cfg.lr)}
+    ctx = FitContext(cfg=cfg, data=None, backbone=bb, head=make_head("binary", bb.num_features, 2), run_dir=Path("."),
+                     cache_dir=Path("."))
+    s.prepare(ctx)
+    lrs = {g["name"]: g["lr"] for g in s.param_groups(ctx)}
     assert lrs == {"head": 4.0, "group1": 0.5**3, "group2": 0.5**2, "group3": 0.5}  # group0 frozen: no params
 
 

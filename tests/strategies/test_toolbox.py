@@ -116,7 +116,7 @@ def test_lora_merge_writes_a_plain_network_with_the_same_predictions(images: Pat
 def test_lora_targets_follow_the_architecture() -> None:
     import timm
 
-    from headstart.backbones._adapters import default_targets, resolve_targets
+    from headstart.training.strategies.lora import default_targets, resolve_targets
 
     vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2, num_classes=0)
     assert default_targets(vit) == ["blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.1.attn.qkv", "blocks.1.attn.proj"]
@@ -156,11 +156,11 @@ def test_lp_ft_probe_fits_the_training_split_only_while_linear_fits_selection_to
     from sklearn.preprocessing import StandardScaler
 
     from headstart.config import FitConfig
-    from headstart.evaluate import head_outputs
+    from headstart.features import head_outputs
     from headstart.heads import make_head
-    from headstart.strategies import FitContext
-    from headstart.strategies.linear import Linear
-    from headstart.strategies.lp_ft import _Probe
+    from headstart.training.strategies import FitContext
+    from headstart.training.strategies.linear import Linear
+    from headstart.training.strategies.lp_ft import _Probe
 
     ds = headstart.load_data(images, val_fraction=0.3)
     bb = build_backbone("scratch:cnn@32")
@@ -169,7 +169,7 @@ def test_lp_ft_probe_fits_the_training_split_only_while_linear_fits_selection_to
     for cls, pool in ((Linear, np.concatenate([ds.train_idx, ds.val_idx])), (_Probe, ds.train_idx)):
         ctx = FitContext(cfg=cfg, data=ds, backbone=bb, head=make_head(ds.task, bb.num_features, ds.num_classes),
                          run_dir=tmp_path / cls.__name__, cache_dir=tmp_path / "cache")
-        cls(cfg).fit(ctx)
+        cls(cfg).prepare(ctx)
         feats = np.asarray(ctx.features, dtype=np.float64)
         sc = StandardScaler().fit(feats[pool])
         sc.scale_ = np.maximum(sc.scale_, 1e-3 * np.median(sc.scale_))  # the strategy's floor on the spread
@@ -195,7 +195,7 @@ def test_gradual_unfreezes_top_down_on_schedule(images: Path, source_run: str) -
 
 # -- l2sp -----------------------------------------------------------------------------------------
 def test_l2sp_keeps_the_weights_near_the_pretrained_ones(images: Path, source_run: str) -> None:
-    from headstart.strategies.l2sp import l2sp_penalty
+    from headstart.training.strategies.l2sp import l2sp_penalty
 
     start = build_backbone(f"run:{source_run}")
     w0 = [p.detach().clone() for p in start.parameters()]
@@ -210,7 +210,7 @@ def test_l2sp_keeps_the_weights_near_the_pretrained_ones(images: Path, source_ru
 
 # -- joint ------------------------------------------------------------------------------------------
 def test_joint_trains_two_heads_and_saves_the_target_model(images: Path, tmp_path: Path, source_run: str) -> None:
-    from headstart.strategies.joint import target_weight
+    from headstart.training.strategies.joint import target_weight
 
     source = write_image_folder(tmp_path / "source", per_class=15, classes=3, seed=5)
     run = headstart.fit(images, model=f"run:{source_run}", strategy="joint", source_data=str(source), epochs=4,
@@ -276,15 +276,17 @@ def test_frozen_cache_refuses_what_it_cannot_do(images: Path, source_run: str) -
 def test_a_group_unfrozen_by_gradual_trains_its_batchnorm_again() -> None:
     """Frozen: BatchNorm in eval (statistics kept). Unfrozen later: back in train mode, in a fit and in a resume alike."""
     from headstart.config import FitConfig
-    from headstart.engine import StrategyModule
     from headstart.heads import make_head
-    from headstart.strategies import get_strategy
+    from headstart.training.engine import TrainableModule
+    from headstart.training.strategies import FitContext, get_strategy
 
     cfg = FitConfig(data="x", strategy="gradual", epochs=4, lr=1e-3, options={"start_unfrozen": 0, "unfreeze_every": 1})
     bb = build_backbone("scratch:cnn@32")
     strategy = get_strategy("gradual")(cfg)
-    strategy.setup(bb, make_head("binary", bb.num_features, 2), None)
-    module = StrategyModule(strategy, total_steps=8)
+    ctx = FitContext(cfg=cfg, data=None, backbone=bb, head=make_head("binary", bb.num_features, 2), run_dir=Path("."),
+                     cache_dir=Path("."))
+    strategy.prepare(ctx)
+    module = TrainableModule(strategy, ctx, total_steps=8)
     bottom_bn = [m for m in strategy.movable[0].modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bottom_bn
     modes = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import warnings
@@ -16,6 +17,7 @@ from ..errors import ConfigError, HeadstartError
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _REBUILD: dict[str, Callable[..., Backbone]] = {}
+_ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
 
 
 def register_backbone(prefix: str):
@@ -42,6 +44,19 @@ def register_rebuild(kind: str):
     return deco
 
 
+def register_adapter(key: str):
+    """Register how adapters recorded in ``spec[key]`` are put back into a rebuilt backbone (a strategy that
+    wraps the network, e.g. LoRA, registers it in its own file)."""
+
+    def deco(fn: Callable[[Backbone, dict[str, Any]], None]) -> Callable[[Backbone, dict[str, Any]], None]:
+        if key in _ADAPTERS:
+            raise ValueError(f"adapter {key!r} is already registered")
+        _ADAPTERS[key] = fn
+        return fn
+
+    return deco
+
+
 def list_backbones() -> list[str]:
     """The registered prefixes (``timm``, ``hf``, ``minilm``, ``py``, ``run``, ``scratch``)."""
     return sorted(_REGISTRY)
@@ -50,8 +65,10 @@ def list_backbones() -> list[str]:
 def parse_model(model: str) -> tuple[str, str]:
     prefix, _, rest = model.partition(":")
     if prefix not in _REGISTRY:
+        close = difflib.get_close_matches(prefix, list_backbones(), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            f"option --model: {model!r} has no known prefix; use one of "
+            f"option --model: {model!r} has no known prefix; {hint}use one of "
             + ", ".join(f"{p}:" if p not in ("minilm",) else p for p in list_backbones())
         )
     return prefix, rest
@@ -72,12 +89,27 @@ def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
         backbone = _REGISTRY[kind](spec.get("name", ""), weights=None, pretrained=False)
     if spec.get("pool", "avg") != "avg":
         backbone.set_pool(spec["pool"])
-    if spec.get("lora"):  # a run saved with its (unmerged) adapters: the same modules get them again
-        from ._adapters import add_lora
-
-        lora = spec["lora"]
-        add_lora(backbone, lora["r"], lora["alpha"], lora["dropout"], lora["targets"])
+    for key, rebuild in _ADAPTERS.items():  # adapters saved unmerged: the same modules get them again
+        if spec.get(key):
+            rebuild(backbone, spec[key])
     return backbone
+
+
+class Batcher:
+    """Turns a list of examples into one model batch; every backbone's ``preprocess`` returns one.
+
+    ``lengths``: None, or a function giving each example's size (tokens): the training loader then
+    groups examples of similar length and feature extraction sorts by it, so batches pad little.
+    ``resized_once``: examples decoded/resized ahead when that is the same in every epoch (images).
+    """
+
+    lengths: Callable[[list[Any]], list[int]] | None = None
+
+    def __call__(self, items: list[Any]) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def resized_once(self, items: list[Any]) -> list[Any]:
+        return items
 
 
 class Backbone(nn.Module):
@@ -93,6 +125,11 @@ class Backbone(nn.Module):
     num_features: int
     spec: dict[str, Any]
     source_head: nn.Module | None = None  # the source model's classifier, when it had one
+    # -- declared capabilities (read by the pipeline, engine and strategies instead of probing) --
+    memory_format: ClassVar[torch.memory_format] = torch.contiguous_format  # of batches and weights in training
+    default_lr: float | None = None  # a learning rate this backbone needs when the user gives none
+    max_length: int | None = None  # longest input in tokens (text); None = not length-limited
+    frozen_cache: ClassVar[bool] = False  # its forward can be cut after the frozen groups (`--cache-frozen`)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "source_head":  # kept aside: not trained, not saved with the adapted model
@@ -116,6 +153,10 @@ class Backbone(nn.Module):
         """Describes eval-time preprocessing; part of the feature-cache key."""
         return ""
 
+    def adapter_root(self) -> nn.Module:
+        """The network inside this wrapper where adapters (LoRA) attach."""
+        return self
+
     def set_pool(self, pool: str) -> None:
         """Change the global pooling of the features (``avg`` = the source model's own); recorded in ``spec``."""
         if pool != "avg":
@@ -125,7 +166,7 @@ class Backbone(nn.Module):
         """Write what `rebuild_backbone` needs besides the weights (tokenizer, config)."""
 
     def reinit(self) -> None:
-        """Random re-initialisation (the `scratch` baseline)."""
+        """Random re-initialisation (the from-scratch baseline)."""
         for m in self.modules():
             if m is not self and hasattr(m, "reset_parameters"):
                 m.reset_parameters()

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from ._base import Backbone, register_backbone, register_rebuild
+from ._base import Backbone, Batcher, register_backbone, register_rebuild
 from ._vision import ImageBackbone
 
 ARCHS = ("cnn", "cnn-w<width>", "bow")
@@ -44,7 +44,7 @@ class SmallCNN(nn.Module):
 _TOKEN = re.compile(r"[a-z0-9']+")
 
 
-class BowBatcher:
+class BowBatcher(Batcher):
     """list of str -> (token ids, offsets) for ``nn.EmbeddingBag``."""
 
     def __init__(self, buckets: int):

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from ._base import Backbone, register_backbone, register_rebuild
+from ._base import Backbone, Batcher, register_backbone, register_rebuild
 
 
-class TextBatcher:
+class TextBatcher(Batcher):
     """Picklable collate: list of str -> tokenizer output padded to the batch's longest."""
 
     def __init__(self, tokenizer: Any, max_length: int):
@@ -52,6 +52,9 @@ class HFTextBackbone(Backbone):
         out = self.model(**batch).last_hidden_state  # [B, T, H]
         mask = batch["attention_mask"].unsqueeze(-1).to(out.dtype)
         return (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def adapter_root(self) -> nn.Module:
+        return self.model
 
     def layer_groups(self) -> list[nn.Module]:
         """Embeddings, then each transformer layer (BERT-like encoders); else top-level children."""

@@ -6,7 +6,7 @@
   folder of class sub-folders);
 * a table file (``.csv``, ``.tsv``, ``.jsonl``, ``.parquet``) of texts and labels;
 * a built-in name: ``digits`` (scikit-learn's 8x8 digits, as images) or
-  ``demo-text`` (the small topic-classification set shipped for `headstart demo`).
+  ``demo-text`` (``topics.csv`` beside this file: the small topic-classification set of `headstart demo`).
 
 The reported split is the layout's ``test/`` (or ``--test`` data), else its
 ``val/`` folder, else a stratified ``test_fraction`` of the pool. The selection
@@ -15,18 +15,28 @@ split that chooses epochs and hyper-parameters is always separate from it.
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
-from ._dataset import Dataset, check_labels_in_train, encode_labels, make_splits, normalise_table_labels, task_of
-from ._images import _file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
+from ._dataset import (
+    Dataset,
+    check_labels_in_train,
+    encode_labels,
+    make_splits,
+    normalise_table_labels,
+    per_class_subset,
+    stratified_holdout,
+    task_of,
+)
+from ._images import _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
 from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["Dataset", "load_data", "decode_image", "load_image_paths", "read_image_list", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["Dataset", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -107,7 +117,7 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
             items.append(arr)
             labels.append(label)
             refs.append(str(p))
-            keys.append(_file_key(p))
+            keys.append(file_key(p))
             n += 1
         counts.append(n)
     for cls in sorted({lab for _, lab in order[0]} - set(labels[: counts[0]])):
@@ -127,6 +137,11 @@ def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: 
                    where=str(path), **split_kw)
 
 
+def demo_table_path() -> Path:
+    """The built-in ``demo-text`` table: 216 short sentences in six topics, written for this project."""
+    return Path(str(resources.files("headstart.data").joinpath("topics.csv")))
+
+
 def _load_builtin(name: str, **split_kw) -> Dataset:
     if name == "digits":
         from sklearn.datasets import load_digits
@@ -137,8 +152,6 @@ def _load_builtin(name: str, **split_kw) -> Dataset:
         refs = [f"digits[{i}]" for i in range(len(imgs))]
         keys = [f"sklearn-digits:{i}" for i in range(len(imgs))]
         return _finish("image", "digits", imgs, labels, refs, keys, len(imgs), 0, 0, [], **split_kw)
-    from ..demo import demo_table_path
-
     path = demo_table_path()
     return _load_table(path, None, "text", "label", "yes", **split_kw)
 

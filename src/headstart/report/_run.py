@@ -12,7 +12,8 @@ from ._mpl import subplots
 
 
 def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
-    """Loss and accuracy per epoch; for `linear`, the cross-validated log-loss per C."""
+    """Loss and accuracy per epoch; for a history of regularisation strengths (rows with ``C``), the
+    cross-validated log-loss per C."""
     if not history:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,7 +23,7 @@ def plot_learning_curves(history: list[dict[str, Any]], path: Path) -> Path | No
         ax.semilogx(cs, [r["cv_log_loss"] for r in history], marker="o")
         best = min(history, key=lambda r: r["cv_log_loss"])
         ax.axvline(best["C"], color="gray", ls="--", lw=1, label=f"chosen C={best['C']:.3g}")
-        ax.set(xlabel="C (inverse L2 strength)", ylabel="cross-validated log-loss", title="linear head: model selection")
+        ax.set(xlabel="C (inverse L2 strength)", ylabel="cross-validated log-loss", title="linear head: choice of C")
         ax.legend()
     else:
         fig, (a1, a2) = subplots(1, 2, figsize=(9, 3.5))
@@ -78,18 +79,15 @@ def predicted_section(predicted: dict[str, Any] | None, test: dict[str, Any]) ->
     return f"<h2>Predicted (headstart rank) vs obtained</h2>{_table(rows)}"
 
 
-def distill_section(record: dict[str, Any] | None) -> str:
-    """Teacher vs student on the same held-out split (strategy `distill`)."""
-    if not record:
-        return ""
-    keys = ("model", "accuracy", "parameters", "file_mb", "latency_ms")
-    names = {"file_mb": "weights file (MB)", "latency_ms": "latency per example (ms, batch 1)"}
-    head = "".join(f"<th>{html.escape(names.get(k, k))}</th>" for k in keys)
-    rows = "".join(f"<tr><th>{who}</th>" + "".join(f"<td>{html.escape(_fmt(record[who].get(k, 'n/a')))}</td>" for k in keys)
-                   + "</tr>" for who in ("teacher", "student"))
-    note = (f"<p>Student {record['size_ratio']:g}x fewer parameters" + (f", {record['speedup']:g}x faster" if "speedup" in record else "")
-            + f". Teacher: {html.escape(record.get('teacher_split', ''))}.</p>")
-    return f"<h2>Teacher vs student</h2><table><tr><th></th>{head}</tr>{rows}</table>{note}"
+def strategy_sections(report: dict[str, Any] | None) -> str:
+    """The strategy's own tables (``metrics.json["report"]["sections"]``), rendered without knowing the method."""
+    out = []
+    for sec in (report or {}).get("sections", []):
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in sec["columns"])
+        rows = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>" for row in sec["rows"])
+        note = f"<p>{html.escape(sec['note'])}</p>" if sec.get("note") else ""
+        out.append(f"<h2>{html.escape(sec['title'])}</h2><table><tr>{head}</tr>{rows}</table>{note}")
+    return "".join(out)
 
 
 def _table(rows: dict[str, Any]) -> str:
@@ -120,7 +118,7 @@ def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any],
 selection split carved from the training data.</p>
 <h2>Held-out result</h2>{_table(headline)}
 {predicted_section(metrics.get("predicted"), test)}
-{distill_section(metrics.get("distill"))}
+{strategy_sections(metrics.get("report"))}
 <h2>Set-up</h2>{_table(setup)}
 <h2>Data</h2>{_table(data)}
 <h2>Fit</h2>{_table(fit)}

@@ -228,7 +228,7 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, *, folds: in
                           seed: int = 0) -> float:
     """Cross-validated accuracy of a logistic-regression probe on standardised features.
 
-    What the ``linear`` strategy would reach (without its C search). ``features`` [N, D],
+    What a frozen-feature probe reaches (without a search over C). ``features`` [N, D],
     ``labels`` [N]; stratified ``folds``-fold CV; in [0, 1], higher is better.
     """
     from sklearn.exceptions import ConvergenceWarning

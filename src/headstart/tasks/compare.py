@@ -10,18 +10,18 @@ checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._io import atomic_write_text, prepare_output_dir
-from ._progress import info
-from .config import FitConfig
-from .errors import ConfigError, HeadstartError
-from .strategies import list_strategies, option_fields, option_types, options_for
+from .._io import atomic_write_text, prepare_output_dir
+from .._progress import info
+from ..config import FitConfig
+from ..errors import ConfigError, HeadstartError
+from ..run import load_run
+from ..training.strategies import get_strategy, list_strategies, option_fields, options_for
+from .fit import fit
 
 if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
     import pandas as pd
@@ -48,7 +48,11 @@ def parse_strategies(text: str | list[str]) -> list[str]:
     known = list_strategies()
     for s in names:
         if s not in known:
-            raise ConfigError(f"option --strategies: {s!r} is unknown; choose from {', '.join(known)}")
+            try:
+                get_strategy(s)
+            except ConfigError as e:  # its "did you mean" hint, said of this option
+                hint = str(e).split("; ", 1)[1]
+                raise ConfigError(f"option --strategies: {s!r} is unknown; {hint}") from None
     if not names:
         raise ConfigError(f"option --strategies: give at least one of {', '.join(list_strategies())}")
     return names
@@ -60,11 +64,16 @@ def _options_for(strategy: str, fit_options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fit_options.items() if k not in owners or strategy in owners[k][1]}
 
 
+def default_strategies() -> str:
+    """The strategies `headstart compare` runs when none are named (each strategy says whether it is one)."""
+    return ",".join(s for s in list_strategies() if get_strategy(s).compared_by_default)
+
+
 def default_out(data: str) -> Path:
     return Path("runs") / f"compare-{Path(str(data).rstrip('/')).stem or 'data'}"
 
 
-def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "5,20,all", *, out: str | Path | None = None,
+def compare(data: str, strategies: str | list[str] | None = None, budgets: str | list[Any] = "5,20,all", *, out: str | Path | None = None,
             overwrite: bool = False, resume: bool = False, **fit_options: Any) -> pd.DataFrame:
     """Fit every strategy at every label budget; returns one row per run (also in ``<out>/compare.csv``).
 
@@ -72,10 +81,9 @@ def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "
     (``model``, ``weights``, ``epochs``, ``test``, ``lora_r`` ...); ``out``, ``strategy``,
     ``labels_per_class`` and ``data`` are set per run.
     """
-    from ._fit import fit
-    from .report import plot_data_efficiency, write_compare_report
+    from ..report import plot_data_efficiency, write_compare_report
 
-    names = parse_strategies(strategies)
+    names = parse_strategies(strategies if strategies is not None else default_strategies())
     wanted = parse_budgets(budgets)
     for k in ("out", "strategy", "labels_per_class", "data", "resume", "overwrite", "name"):
         if k in fit_options:
@@ -94,7 +102,7 @@ def compare(data: str, strategies: str | list[str], budgets: str | list[Any] = "
             tag = f"{s}-{'all' if budget is None else budget}"
             run_dir = folder / "runs" / tag
             info(f"compare: {tag}")
-            run = _fit_or_reuse(fit, data, run_dir, s, budget, _options_for(s, fit_options))
+            run = _fit_or_reuse(data, run_dir, s, budget, _options_for(s, fit_options))
             rows.append(_row(run, s, budget))
             _write(folder, record, rows)
     import pandas as pd
@@ -119,9 +127,7 @@ def _check_same_comparison(path: Path, record: dict[str, Any]) -> None:
                                  f"{record[key]!r}; its runs cannot be reused: choose another --out or pass --overwrite")
 
 
-def _fit_or_reuse(fit: Any, data: str, run_dir: Path, strategy: str, budget: int | None, options: dict[str, Any]) -> Any:
-    from .run import load_run
-
+def _fit_or_reuse(data: str, run_dir: Path, strategy: str, budget: int | None, options: dict[str, Any]) -> Any:
     if (run_dir / "metrics.json").is_file():
         return load_run(run_dir)  # finished in an earlier, interrupted `compare`
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
@@ -134,7 +140,7 @@ def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
     classes = max(1, len(run.classes))
     n_train = int(d.get("n_train", 0)) + int(d.get("n_val", 0))  # the labeled examples the strategy was given
     trainable = f.get("trainable_parameters")
-    if trainable is None:  # no gradient loop (linear): only the head was fitted
+    if trainable is None:  # no gradient loop (a cached-feature probe): only the head was fitted
         trainable = sum(p.numel() for p in run.head.parameters())
     backbone = f.get("backbone_parameters") or sum(p.numel() for p in run.backbone.parameters())
     return {
@@ -155,38 +161,4 @@ def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> 
     atomic_write_text(folder / "compare.json", json.dumps({**record, "rows": rows}, indent=2, default=str))
 
 
-def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]:
-    """``--model X --epochs 3 --no-pretrained --lora-r 4`` -> typed `FitConfig`/strategy options."""
-    hints = typing.get_type_hints(FitConfig)
-    types_of = {f.name: hints[f.name] for f in dataclasses.fields(FitConfig)}
-    types_of.update(option_types())
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        tok = args[i]
-        if not tok.startswith("--"):
-            raise HeadstartError(f"{command}: unexpected argument {tok!r}; fit options go as --name value")
-        key = tok[2:].replace("-", "_")
-        negated = key.startswith("no_") and key[3:] in types_of and key not in types_of
-        name = key[3:] if negated else key
-        if name not in types_of or name in ("data", "options"):
-            raise HeadstartError(f"{command}: unknown option {tok}; see `headstart fit --help`")
-        hint = types_of[name]
-        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
-        if base is bool:
-            out[name] = not negated
-            i += 1
-            continue
-        if i + 1 >= len(args):
-            raise HeadstartError(f"{command}: option {tok} needs a value")
-        raw = args[i + 1]
-        try:
-            out[name] = base(raw) if base in (int, float) else raw
-        except ValueError:
-            kind = "an integer" if base is int else "a number"
-            raise HeadstartError(f"{command}: option {tok}: {raw!r} is not {kind}") from None
-        i += 2
-    return out
-
-
-__all__ = ["compare", "default_out", "parse_budgets", "parse_fit_flags", "parse_strategies"]
+__all__ = ["compare", "default_out", "default_strategies", "parse_budgets", "parse_strategies"]

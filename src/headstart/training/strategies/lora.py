@@ -31,14 +31,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .._io import atomic_write_text
-from ..backbones import Backbone
-from ..backbones._adapters import adapter_parameters, add_lora, lora_root, merge_lora
-from ..config import _opt
-from ..data import Dataset
-from ..errors import ConfigError
-from ..heads import Head
-from ._base import FitContext, Strategy, register_strategy, with_weight_decay
+from torch import nn
+
+from ..._io import atomic_write_text
+from ...backbones import register_adapter
+from ...config import _opt
+from ...errors import ConfigError
+from ..protocol import FitContext
+from ._base import Outcome, Strategy, register_strategy, with_weight_decay
 
 
 @dataclass
@@ -69,24 +69,24 @@ class Lora(Strategy):
     name = "lora"
     summary = "LoRA adapters (peft) in the frozen backbone + new head; saved with the head; --merge for inference"
     Options = LoraOptions
+    compared_by_default = True
 
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        super().setup(backbone, head, data)
+    def prepare(self, ctx: FitContext) -> None:
         o = self.opts
-        self.tuner = add_lora(backbone, o.lora_r, o.lora_alpha, o.lora_dropout, o.targets())
+        self.tuner = add_lora(ctx.backbone, o.lora_r, o.lora_alpha, o.lora_dropout, o.targets())
 
-    def on_epoch_start(self, epoch: int) -> None:
-        self.frozen_bn_eval([self.backbone])
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
+        self.frozen_bn_eval([ctx.backbone])
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        adapters = [p for n, p in self.backbone.named_parameters() if "lora_" in n]
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
+        lr, backbone = self.cfg.lr, ctx.backbone
+        adapters = [p for n, p in backbone.named_parameters() if "lora_" in n]
         return with_weight_decay([
-            {"params": list(self.head.parameters()), "lr": lr * self.cfg.head_lr_mult, "name": "head"},
-            {"params": adapters, "lr": self.opts.lora_lr or lr * (5 if self.backbone.modality == "text" else 1), "name": "lora"},
+            {"params": list(ctx.head.parameters()), "lr": lr * self.cfg.head_lr_mult, "name": "head"},
+            {"params": adapters, "lr": self.opts.lora_lr or lr * (5 if backbone.modality == "text" else 1), "name": "lora"},
         ], self.cfg.weight_decay)
 
-    def fit(self, ctx: FitContext) -> None:
-        super().fit(ctx)
+    def finish(self, ctx: FitContext) -> Outcome:
         n_adapter = adapter_parameters(ctx.backbone)
         n_base = sum(p.numel() for p in ctx.backbone.parameters()) - n_adapter
         ctx.info.update({"adapter_parameters": n_adapter, "backbone_parameters": n_base,
@@ -95,6 +95,7 @@ class Lora(Strategy):
         save_adapter(ctx, self.tuner)
         if self.opts.merge:
             merge_lora(ctx.backbone, self.tuner)
+        return Outcome(summary=[("adapter parameters", f"{n_adapter:,} ({100 * n_adapter / max(1, n_base):.2f}% of the backbone)")])
 
 
 def save_adapter(ctx: FitContext, tuner: Any) -> None:
@@ -104,7 +105,7 @@ def save_adapter(ctx: FitContext, tuner: Any) -> None:
 
     folder = ctx.run_dir / "adapter"
     folder.mkdir(parents=True, exist_ok=True)
-    root = lora_root(ctx.backbone)
+    root = ctx.backbone.adapter_root()
     tuner.peft_config["default"].save_pretrained(str(folder))
     # keys as a PeftModel around the bare network names them, so peft can load them
     state = {f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(root).items()}
@@ -113,3 +114,81 @@ def save_adapter(ctx: FitContext, tuner: Any) -> None:
     head = {"task": ctx.data.task, "classes": ctx.data.classes, "num_features": ctx.backbone.num_features,
             "base_model": ctx.cfg.model, "base_weights": ctx.cfg.weights}
     atomic_write_text(folder / "labels.json", json.dumps(head, indent=2))
+
+
+# -- the adapters, through peft ------------------------------------------------------------
+FAMILIES: list[list[str]] = [
+    ["query", "key", "value", "attention.output.dense"],
+    ["q_proj", "k_proj", "v_proj", "o_proj"],
+    ["q_lin", "k_lin", "v_lin", "out_lin"],
+    ["attn.qkv", "attn.proj"],
+]
+
+
+def _matches(name: str, target: str) -> bool:
+    return name == target or name.endswith("." + target)
+
+
+def default_targets(root: nn.Module) -> list[str]:
+    """Full names of the modules to adapt (see the module docstring)."""
+    named = [(n, m) for n, m in root.named_modules() if n]
+    for family in FAMILIES:
+        hits = [n for n, m in named if isinstance(m, (nn.Linear, nn.Conv1d)) and any(_matches(n, t) for t in family)]
+        if hits:
+            return hits
+    found = [n for n, m in named
+             if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1)]
+    return found or [n for n, m in named if isinstance(m, nn.Conv2d) and m.groups == 1]
+
+
+def resolve_targets(root: nn.Module, targets: list[str] | None) -> list[str]:
+    """Full module names for user-given name suffixes (or the defaults); an unmatched suffix is an error."""
+    if not targets:
+        found = default_targets(root)
+        if not found:
+            raise ConfigError("strategy lora: this network has no linear or 1x1 convolution layer to adapt; give --lora-targets")
+        return found
+    names = [n for n, _ in root.named_modules() if n]
+    out: list[str] = []
+    for t in targets:
+        hit = [n for n in names if _matches(n, t)]
+        if not hit:
+            layers = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))][:6]
+            raise ConfigError(f"option --lora-targets: no module named {t!r}; layers LoRA can adapt here are e.g. "
+                              f"{', '.join(layers)}")
+        out.extend(h for h in hit if h not in out)
+    return out
+
+
+def add_lora(backbone: Any, r: int, alpha: float, dropout: float, targets: list[str] | None) -> Any:
+    """Inject LoRA into ``backbone`` (in place); returns peft's tuner (for ``merge_and_unload``)."""
+    from peft import LoraConfig, LoraModel
+
+    root = backbone.adapter_root()
+    names = resolve_targets(root, targets)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=names, bias="none")
+    tuner = LoraModel(root, config, "default")  # freezes every non-adapter parameter of root
+    for n, p in backbone.named_parameters():
+        p.requires_grad_("lora_" in n)
+    backbone.spec = {**backbone.spec, "lora": {"r": r, "alpha": alpha, "dropout": dropout, "targets": names}}
+    return tuner
+
+
+def merge_lora(backbone: Any, tuner: Any) -> None:
+    """Fold the adapters into the base weights: a plain network again, no LoRA at inference."""
+    tuner.merge_and_unload()
+    root = backbone.adapter_root()
+    root.__dict__.pop("peft_config", None)
+    spec = dict(backbone.spec)
+    spec.pop("lora", None)
+    backbone.spec = spec
+
+
+def adapter_parameters(backbone: nn.Module) -> int:
+    return sum(p.numel() for n, p in backbone.named_parameters() if "lora_" in n)
+
+
+@register_adapter("lora")
+def _rebuild_lora(backbone: Any, settings: dict[str, Any]) -> None:
+    """A run saved with its (unmerged) adapters: the same modules get them again before its weights load."""
+    add_lora(backbone, settings["r"], settings["alpha"], settings["dropout"], settings["targets"])

@@ -1,7 +1,8 @@
 """The training engine: a Lightning ``Trainer`` built in one place.
 
-It wraps any `Strategy` as a ``LightningModule`` and knows nothing about any
-one method: the strategy supplies the loss, the parameter groups and the
+It wraps anything that satisfies the `Trainable` protocol (``protocol.py``) as a
+``LightningModule`` and knows nothing about any one method; it never imports
+``strategies/``. The method supplies the loss, the parameter groups and the
 per-epoch changes; the engine supplies data loading (length-grouped batches
 for text), AdamW with warm-up + cosine decay, validation on the selection
 split, restoring the best epoch, early stopping, checkpoints, CSV logs, the
@@ -27,12 +28,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ._perf import FlopCount, bf16_supported, utilisation
-from ._progress import quiet
-from ._seed import seed_step
-from .backbones import unpickling_reason
-from .errors import HeadstartError, Interrupted
-from .strategies._base import FitContext, Strategy
+from .._perf import FlopCount, bf16_supported, utilisation
+from .._progress import quiet
+from .._seed import seed_step
+from ..backbones import unpickling_reason
+from ..errors import HeadstartError, Interrupted
+from .protocol import FitContext, Trainable
 
 for _name in ("lightning.pytorch", "lightning.fabric", "lightning"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -124,14 +125,14 @@ def loader_workers(requested: int | None) -> int:
     return min(4, os.cpu_count() or 1) if torch.cuda.is_available() else 0
 
 
-def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, augment: str, batch_size: int,
-                seed: int, num_workers: int = 0, batcher: Any = None) -> DataLoader:
-    batcher = batcher if batcher is not None else backbone.preprocess(train=train, augment=augment)
+def make_loader(batcher: Any, items: list[Any], y: np.ndarray, *, train: bool, batch_size: int, seed: int,
+                num_workers: int = 0) -> DataLoader:
+    """Batches of ``items`` through ``batcher`` (a `backbones.Batcher`): length-grouped when it knows lengths."""
     ds = _Examples(items, y)
     collate = _Collate(batcher, seed)
     common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0,
                   pin_memory=torch.cuda.is_available())  # page-locked batches copy to the GPU asynchronously
-    if backbone.modality == "text" and hasattr(batcher, "lengths"):
+    if batcher.lengths is not None:
         lengths = batcher.lengths(items)
         if train:
             return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, seed), **common)
@@ -143,72 +144,59 @@ def make_loader(backbone: Any, items: list[Any], y: np.ndarray, *, train: bool, 
     return DataLoader(ds, batch_size=batch_size, shuffle=False, **common)
 
 
-def warmup_cosine(total_steps: int, warmup: float):
-    warm = max(1, int(round(warmup * total_steps))) if warmup > 0 else 0
+class TrainableModule(L.LightningModule):
+    """A `Trainable` as a LightningModule: the loop is Lightning's, the method is the trainable's."""
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
-
-
-class StrategyModule(L.LightningModule):
-    """Any strategy as a LightningModule: the loop is Lightning's, the method is the strategy's."""
-
-    def __init__(self, strategy: Strategy, total_steps: int):
+    def __init__(self, trainable: Trainable, ctx: FitContext, total_steps: int):
         super().__init__()
-        self.strategy = strategy
-        self.backbone, self.head = strategy.backbone, strategy.head
-        self.extra = torch.nn.ModuleDict(strategy.extra_modules())  # trained and checkpointed with the model
+        self.trainable, self.ctx = trainable, ctx
+        self.backbone, self.head = ctx.backbone, ctx.head
+        self.extra = torch.nn.ModuleDict(trainable.extra_modules(ctx))  # trained and checkpointed with the model
         self.total_steps = total_steps
-        cfg = strategy.cfg
-        self.lr, self.warmup = cfg.lr, cfg.warmup
+        self.lr, self.warmup, self.seed = ctx.cfg.lr, ctx.cfg.warmup, ctx.cfg.seed
         self._epoch_entered: int | None = None
         self.flops: FlopCount | None = FlopCount()
         self.flops_batch = 0
 
     def _enter_epoch(self) -> None:
-        """Train mode for the whole model, then the strategy's per-epoch changes (which put frozen parts
+        """Train mode for the whole model, then the method's per-epoch changes (which put frozen parts
         back in eval mode), once per epoch. Also called from the first batch: Lightning skips
         ``on_train_epoch_start`` for the first epoch after a resume.
 
         Setting train mode here, not once per fit, matters: Lightning leaves the modes as they were, so a
-        BatchNorm that `gradual` had frozen (eval) stayed in eval after it was unfrozen in an uninterrupted
+        BatchNorm that a schedule had frozen (eval) stayed in eval after it was unfrozen in an uninterrupted
         fit but not in a resumed one."""
         if self._epoch_entered != self.current_epoch:
             self._epoch_entered = self.current_epoch
             self.train()
-            self.strategy.on_epoch_start(self.current_epoch)
+            self.trainable.on_epoch_start(self.current_epoch, self.ctx)
 
     def on_train_epoch_start(self) -> None:
         self._enter_epoch()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["strategy_state"] = self.strategy.state_dict()
+        checkpoint["strategy_state"] = self.trainable.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.strategy.load_state_dict(checkpoint.get("strategy_state", {}))
+        self.trainable.load_state_dict(checkpoint.get("strategy_state", {}))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._enter_epoch()
-        seed_step(self.strategy.cfg.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
+        seed_step(self.seed, self.current_epoch, batch_idx, 1)  # dropout etc. of this step
         if self.flops is not None and not self.flops.flops and not self.flops.active:
             self.flops_batch = len(batch[1])
             self.flops.start()  # the forward of one real step: FLOPs per example for the MFU figure
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        out = self.strategy.training_step(batch)
+        out = self.trainable.training_step(batch, self.ctx)
         if self.flops is not None:
             self.flops.stop()  # forward only: see TRAIN_FLOPS_PER_FORWARD
         bs = len(batch[1])
         self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs)
-        for k, v in out.get("log", {}).items():  # a strategy's own terms (source loss, penalty, ...)
+        for k, v in out.get("log", {}).items():  # the method's own terms (source loss, penalty, ...)
             self.log(f"train_{k}", v.detach() if torch.is_tensor(v) else float(v), on_step=False, on_epoch=True, batch_size=bs)
         if "logits" in out and len(out["logits"]):
-            y = out.get("y", batch[1])  # the labels the logits are for (a strategy may score part of a batch)
+            y = out.get("y", batch[1])  # the labels the logits are for (a method may score part of a batch)
             self.log("train_acc", _accuracy(self.head, out["logits"].detach(), y), on_step=False, on_epoch=True, batch_size=len(y))
         if not torch.isfinite(out["loss"]):
             raise FloatingPointError(
@@ -224,19 +212,37 @@ class StrategyModule(L.LightningModule):
         self.log("val_acc", _accuracy(self.head, logits, y), on_step=False, on_epoch=True, batch_size=bs)
 
     def configure_optimizers(self) -> Any:
-        groups = self.strategy.param_groups(self.lr)
+        groups = self.trainable.param_groups(self.ctx)
         # The fused kernel (CPU and CUDA) takes a third of the optimiser time of the for-each one.
         fused = all(p.dtype.is_floating_point for g in groups for p in g["params"])
         opt = torch.optim.AdamW(groups, lr=self.lr, fused=fused)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(self.total_steps, self.warmup))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": warmup_cosine(opt, self.total_steps, self.warmup),
+                                                   "interval": "step"}}
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warm-up over ``warmup`` of the steps (from 1/warm of each group's LR), then cosine decay to 0.
+
+    torch's own schedulers chained: `LinearLR` then `CosineAnnealingLR`.
+    """
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    warm = max(1, int(round(warmup * total_steps))) if warmup > 0 else 0
+    cosine = CosineAnnealingLR(opt, T_max=max(1, total_steps - warm))
+    if not warm:
+        return cosine
+    return SequentialLR(opt, [LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=warm - 1 or 1), cosine],
+                        milestones=[warm])
 
 
 def _accuracy(head: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Training accuracy of a classification head (torchmetrics); NaN for other tasks."""
+    from torchmetrics.functional import accuracy
+
     if head.task == "binary":
-        return ((logits.view(-1) > 0).long() == y).float().mean()
+        return accuracy(torch.sigmoid(logits.view(-1)), y, task="binary", validate_args=False)
     if head.task == "multiclass":
-        return (logits.argmax(-1) == y).float().mean()
+        return accuracy(logits, y, task="multiclass", num_classes=logits.shape[-1], average="micro", validate_args=False)
     return torch.tensor(float("nan"))
 
 
@@ -252,10 +258,10 @@ class _History(Callback):
         for k in ("train_loss", "train_acc", "val_loss", "val_acc"):
             if k in m:
                 row[k] = round(float(m[k]), 6)
-        for k in sorted(m):  # a strategy's own logged terms
+        for k in sorted(m):  # the method's own logged terms
             if k.startswith("train_") and k not in row and "_step" not in k and "_epoch" not in k:
                 row[k] = round(float(m[k]), 6)
-        row.update(module.strategy.epoch_record())
+        row.update(module.trainable.epoch_record(module.ctx))
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["seconds"] = round(time.perf_counter() - self.t0, 2)
         self.rows.append(row)
@@ -327,32 +333,21 @@ def _log_version(logs: Any, resuming: bool) -> str:
     return f"resume-{n}"
 
 
-def train(strategy: Strategy, ctx: FitContext) -> None:
-    """Fit ``strategy`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
-    ctx.features = None  # features cached before training (lp-ft's probe) no longer describe the backbone
-    strategy.setup(ctx.backbone, ctx.head, ctx.data)
-    try:
-        _train(strategy, ctx)
-    finally:
-        strategy.teardown()
-
-
-def _train(strategy: Strategy, ctx: FitContext) -> None:
+def train(trainable: Trainable, ctx: FitContext) -> None:
+    """Fit ``trainable`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
+    ctx.features = None  # features cached before training no longer describe the backbone once it trains
     cfg, data = ctx.cfg, ctx.data
-    tr_items, tr_y = strategy.train_examples(data)
+    tr_items, tr_y = trainable.train_examples(ctx)
     va_items, va_y = data.subset(data.val_idx)
-    tr_batcher, va_batcher = strategy.batcher(True, cfg.augment), ctx.backbone.preprocess(train=False)
+    tr_batcher, va_batcher = trainable.batcher(True, ctx), trainable.batcher(False, ctx)
     # Without augmentation every epoch would resize the same images again: do it once (images, within a budget).
-    if hasattr(tr_batcher, "resized_once"):
-        tr_items = tr_batcher.resized_once(tr_items)
-    if hasattr(va_batcher, "resized_once"):
-        va_items = va_batcher.resized_once(va_items)
-    train_dl = make_loader(ctx.backbone, tr_items, tr_y, train=True, augment=cfg.augment, batch_size=cfg.batch_size,
-                           seed=cfg.seed, num_workers=loader_workers(cfg.num_workers), batcher=tr_batcher)
-    val_dl = make_loader(ctx.backbone, va_items, va_y, train=False, augment="none", batch_size=max(64, cfg.batch_size),
-                         seed=cfg.seed, batcher=va_batcher) if len(va_items) else None
+    tr_items, va_items = tr_batcher.resized_once(tr_items), va_batcher.resized_once(va_items)
+    train_dl = make_loader(tr_batcher, tr_items, tr_y, train=True, batch_size=cfg.batch_size, seed=cfg.seed,
+                           num_workers=loader_workers(cfg.num_workers))
+    val_dl = make_loader(va_batcher, va_items, va_y, train=False, batch_size=max(64, cfg.batch_size),
+                         seed=cfg.seed) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
-    module = StrategyModule(strategy, total_steps)
+    module = TrainableModule(trainable, ctx, total_steps)
     restore = (cfg.restore_best or cfg.patience > 0) and val_dl is not None  # early stopping returns the best epoch
     best = _BestWeights()
     ckpt = ctx.run_dir / "checkpoints" / "last.ckpt"
@@ -380,9 +375,8 @@ def _train(strategy: Strategy, ctx: FitContext) -> None:
         log_every_n_steps=max(1, min(50, len(train_dl))),
         deterministic=False,
     )
-    if ctx.backbone.modality == "image":
-        module.to(memory_format=torch.channels_last)  # matches the batches ImageBatcher builds
-    module.train()  # strategies put frozen parts back in eval mode in on_epoch_start
+    module.to(memory_format=ctx.backbone.memory_format)  # the format the backbone's batches come in
+    module.train()  # the method puts frozen parts back in eval mode in on_epoch_start
     t0 = time.perf_counter()
     resume = cfg.resume and ckpt.is_file()
     if cfg.compile:  # the instance attribute shadows the method; removed again below

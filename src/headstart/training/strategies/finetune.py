@@ -23,11 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..backbones import Backbone
-from ..data import Dataset
-from ..errors import ConfigError
-from ..heads import Head
-from ._base import FitContext, Strategy, register_strategy, with_weight_decay
+from ...errors import ConfigError
+from ..protocol import FitContext
+from ._base import Strategy, register_strategy, with_weight_decay
 from ._frozen_cache import FrozenPrefix
 
 
@@ -35,30 +33,38 @@ from ._frozen_cache import FrozenPrefix
 class FineTune(Strategy):
     name = "finetune"
     summary = "fine-tune backbone + new head; freeze lowest groups, layer-wise LR decay, warm-up + cosine"
+    compared_by_default = True
+    # The frozen-layer cache needs the same training inputs in every epoch: a strategy whose training
+    # examples are not the training split alone says why it cannot use it (None = it can).
+    no_frozen_cache: str | None = None
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)
-        self.ctx: FitContext | None = None  # set by fit; without it (setup alone) nothing is cached
+        self.prefix: FrozenPrefix | None = None  # the frozen-layer cache, once `prepare` built it
+        self.cache_file: str | None = None
 
-    def fit(self, ctx: FitContext) -> None:
-        self.ctx = ctx
-        super().fit(ctx)
-
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        super().setup(backbone, head, data)
-        self.groups = backbone.layer_groups()
+    def prepare(self, ctx: FitContext) -> None:
+        self.groups = ctx.backbone.layer_groups()
         self.frozen = self.groups[: self.cfg.freeze]
         self.freeze(self.frozen)
-        self.prefix: FrozenPrefix | None = None
-        self.cache_file: str | None = None
-        self._setup_cache(data)
+        self._setup_cache(ctx)
+
+    # -- learning rates (a subclass may give a later phase its own) --------------------
+    def base_lr(self, ctx: FitContext) -> float:
+        return self.cfg.lr
+
+    def head_lr_mult(self, ctx: FitContext) -> float:
+        return self.cfg.head_lr_mult
 
     # -- partial feature caching -------------------------------------------------------
-    def _setup_cache(self, data: Dataset) -> None:
+    def _setup_cache(self, ctx: FitContext) -> None:
         """Cache the frozen groups' output when it is the same every epoch (see `_frozen_cache`)."""
-        if self.ctx is None:
+        mode, info, data = self.cfg.cache_frozen, ctx.info, ctx.data
+        if self.no_frozen_cache is not None:
+            if mode == "yes":
+                raise ConfigError(f"option --cache-frozen yes: not available with strategy {self.name} ({self.no_frozen_cache})")
+            info["cache_frozen"] = f"off: {self.no_frozen_cache}"
             return
-        mode, info = self.cfg.cache_frozen, self.ctx.info
         if not self.frozen:
             if mode == "yes":
                 raise ConfigError("option --cache-frozen yes: nothing is frozen; give --freeze N (N >= 1)")
@@ -73,57 +79,57 @@ class FineTune(Strategy):
             why_not = "--train-bn changes the frozen layers' statistics every step"
         prefix = None
         if why_not is None:
-            prefix, why_not = FrozenPrefix.try_build(self.backbone, self.frozen, [data.items[i] for i in data.train_idx[:4]])
+            prefix, why_not = FrozenPrefix.try_build(ctx.backbone, self.frozen, [data.items[i] for i in data.train_idx[:4]])
         if prefix is None:
             if mode == "yes":
                 raise ConfigError(f"option --cache-frozen yes: cannot cache the frozen layers: {why_not}")
             info["cache_frozen"] = f"off: {why_not}"
-            if self.backbone.modality == "image" and self.cfg.augment == "none" and not self.cfg.train_bn:
+            if ctx.backbone.frozen_cache and self.cfg.augment == "none" and not self.cfg.train_bn:
                 warnings.warn(f"frozen layers not cached: {why_not}", stacklevel=2)
             return
         t0 = time.perf_counter()
-        _, got = prefix.cached_rows(data, self.ctx.cache_dir, max(64, self.cfg.batch_size))
+        _, got = prefix.cached_rows(data, ctx.cache_dir, max(64, self.cfg.batch_size))
         self.cache_file = got["path"]
         self.prefix = prefix
         info["cache_frozen"] = f"on: output of {len(self.frozen)} frozen groups, shape {list(prefix.shape)}"
         info["cache_frozen_seconds"] = round(time.perf_counter() - t0, 2)
         info["cache_frozen_reused"] = got["cached"]
 
-    def train_examples(self, data: Dataset) -> tuple[list[Any], np.ndarray]:
+    def train_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         if self.prefix is None:
-            return super().train_examples(data)
-        return list(range(len(data.train_idx))), data.y[data.train_idx]
+            return super().train_examples(ctx)
+        return list(range(len(ctx.data.train_idx))), ctx.data.y[ctx.data.train_idx]
 
-    def batcher(self, train: bool, augment: str) -> Any:
+    def batcher(self, train: bool, ctx: FitContext) -> Any:
         if train and self.prefix is not None:
             return self.prefix.batcher(self.cache_file)
-        return super().batcher(train, augment)
+        return super().batcher(train, ctx)
 
-    def features(self, x: Any) -> torch.Tensor:
-        return self.prefix.forward(x) if self.prefix is not None else self.backbone.forward_features(x)
+    def features(self, x: Any, ctx: FitContext) -> torch.Tensor:
+        return self.prefix.forward(x) if self.prefix is not None else ctx.backbone.forward_features(x)
 
-    def teardown(self) -> None:
+    def cleanup(self, ctx: FitContext) -> None:
         if self.prefix is not None:
             self.prefix.restore()
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
         self.frozen_bn_eval(self.frozen)
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
         """Head at ``lr * head_lr_mult``; group i of n at ``lr * layer_decay ** (n - i)``.
 
         Every group not frozen by ``--freeze`` is in the optimiser, trainable yet or not
-        (`gradual` unfreezes them later; AdamW skips a parameter without a gradient).
+        (a schedule may unfreeze them later; AdamW skips a parameter without a gradient).
         """
-        head_lr = lr * self.cfg.head_lr_mult
-        groups: list[dict[str, Any]] = [{"params": list(self.head.parameters()), "lr": head_lr, "name": "head"}]
-        seen = {id(p) for p in self.head.parameters()} | {id(p) for g in self.frozen for p in g.parameters()}
+        lr, head = self.base_lr(ctx), ctx.head
+        groups: list[dict[str, Any]] = [{"params": list(head.parameters()), "lr": lr * self.head_lr_mult(ctx), "name": "head"}]
+        seen = {id(p) for p in head.parameters()} | {id(p) for g in self.frozen for p in g.parameters()}
         n = len(self.groups)
         for i, g in enumerate(self.groups):
             params = [p for p in g.parameters() if id(p) not in seen]
             seen.update(id(p) for p in params)
             groups.append({"params": params, "lr": lr * self.cfg.layer_decay ** (n - i), "name": f"group{i}"})
-        rest = [p for p in self.backbone.parameters() if id(p) not in seen]
+        rest = [p for p in ctx.backbone.parameters() if id(p) not in seen]
         if rest:  # parameters outside every group (e.g. a final norm) learn like the top group
             groups.append({"params": rest, "lr": lr * self.cfg.layer_decay, "name": "other"})
         return with_weight_decay(groups, self.cfg.weight_decay, trainable_only=False)
@@ -135,13 +141,13 @@ class Scratch(FineTune):
 
     name = "scratch"
     summary = "same network, random init, all layers trained (the baseline)"
+    compared_by_default = False
 
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        backbone.reinit()
-        backbone.source_head = None
-        Strategy.setup(self, backbone, head, data)
-        self.groups, self.frozen, self.prefix = backbone.layer_groups(), [], None
+    def prepare(self, ctx: FitContext) -> None:
+        ctx.backbone.reinit()
+        ctx.backbone.source_head = None
+        self.groups, self.frozen, self.prefix = ctx.backbone.layer_groups(), [], None
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        params = list(self.head.parameters()) + list(self.backbone.parameters())
-        return with_weight_decay([{"params": params, "lr": lr, "name": "all"}], self.cfg.weight_decay)
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
+        params = list(ctx.head.parameters()) + list(ctx.backbone.parameters())
+        return with_weight_decay([{"params": params, "lr": self.cfg.lr, "name": "all"}], self.cfg.weight_decay)

@@ -1,22 +1,31 @@
 """The `Strategy` interface and its registry.
 
-A strategy is a plain object: it prepares the backbone and head (``setup``:
-freeze, re-initialise, wrap), says how a batch becomes a loss
-(``training_step``), which parameters learn at which rate (``param_groups``)
-and what changes per epoch (``on_epoch_start``). The engine runs the loop.
-A strategy that needs no gradient loop (the cached-feature linear probe)
-overrides ``fit``.
+A strategy is a plain object, one per file, registered by name. The fit pipeline
+(``tasks/fit.py``) calls its hooks in a fixed order, each with the `FitContext`:
+
+``prepare(ctx)``
+    freeze, wrap (LoRA), cache, probe: everything before the training loop. A
+    strategy that needs no gradient loop (``trains = False``) does all its work here.
+``training_step(batch, ctx)`` / ``param_groups(ctx)`` / ``on_epoch_start(epoch, ctx)``
+    the `Trainable` protocol the engine runs (only when ``trains``).
+``cleanup(ctx)``
+    undo temporary changes to the model once training ends (also on errors).
+``finish(ctx)``
+    extra files and the strategy's own results, as generic data (see `Outcome`)
+    that metrics.json, the report and the closing summary show without knowing
+    the method.
 
 A strategy with its own knobs declares them in an ``Options`` dataclass (help
 text in the field metadata, checks in ``__post_init__``, like `FitConfig`); the
 CLI turns every field into a ``fit`` flag and the values live in
-``FitConfig.options``. Field names are unique across strategies.
+``FitConfig.options``. Field names are unique across strategies, except where one
+Options class inherits another's fields (the same field, shared).
 """
 
 from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
-from pathlib import Path
+import difflib
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -25,26 +34,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import Backbone
-from ..config import FitConfig
-from ..data import Dataset
-from ..errors import ConfigError
-from ..heads import Head
+from ...config import FitConfig, set_option_lookup
+from ...errors import ConfigError
+from ..protocol import FitContext
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
 
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator: register under ``cls.name``; a duplicate name is an error, and so is an
-    option name another strategy already uses for a different option."""
+    """Class decorator: register under ``cls.name``; a duplicate name is an error, and so is an option
+    name that another strategy (or `FitConfig`) already uses for a different option."""
     if cls.name in _STRATEGIES:
         raise ValueError(f"strategy {cls.name!r} is already registered")
     if cls.Options is not None:
-        mine = {f.name for f in fields(cls.Options)}
-        clash = mine & {f.name for f in fields(FitConfig)}
+        mine = {f.name: f for f in fields(cls.Options)}
+        clash = set(mine) & {f.name for f in fields(FitConfig)}
         for other in _STRATEGIES.values():
-            if other.Options is not None and other.Options is not cls.Options:
-                clash |= mine & {f.name for f in fields(other.Options)}
+            if other.Options is not None:
+                clash |= {f.name for f in fields(other.Options) if f.name in mine and mine[f.name] is not f}
         if clash:
             raise ValueError(f"strategy {cls.name!r}: option name(s) {', '.join(sorted(clash))} already in use")
     _STRATEGIES[cls.name] = cls
@@ -85,80 +92,91 @@ def options_for(cfg: FitConfig) -> Any:
     return cls.Options(**cfg.options) if cls.Options is not None else None
 
 
+set_option_lookup(option_fields)  # a config may give strategy options at the top level
+
+
 def list_strategies() -> list[str]:
     return sorted(_STRATEGIES)
 
 
 def get_strategy(name: str) -> type[Strategy]:
     if name not in _STRATEGIES:
-        raise ConfigError(f"option --strategy: {name!r} is unknown; choose one of {', '.join(list_strategies())}")
+        close = difflib.get_close_matches(name, list_strategies(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"option --strategy: {name!r} is unknown; {hint}choose one of {', '.join(list_strategies())}")
     return _STRATEGIES[name]
 
 
 @dataclass
-class FitContext:
-    """What a strategy's ``fit`` gets: resolved config, data, model parts, where to write."""
+class Outcome:
+    """What a strategy adds to its run, as generic data the pipeline, report and CLI show without knowing it.
 
-    cfg: FitConfig
-    data: Dataset
-    backbone: Backbone
-    head: Head
-    run_dir: Path
-    cache_dir: Path
-    history: list[dict[str, Any]] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    # [N, F] features of every example in data.items by the final backbone, when the strategy has them (a frozen
-    # backbone's cache): evaluation then reuses them instead of running the backbone over the data again.
-    features: np.ndarray | None = None
+    ``metrics``: top-level keys merged into metrics.json (``{"distill": {...}}``);
+    ``summary``: extra (label, value) rows of the closing summary;
+    ``sections``: tables for the report and the CLI, each
+    ``{"title": str, "columns": [str, ...], "rows": [[value, ...], ...], "note": str}``.
+    """
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Strategy:
+    """Base of every adaptation method: trains backbone + head on the training split, nothing frozen."""
+
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     Options: ClassVar[type | None] = None  # the strategy's own knobs (a dataclass), if any
-    # True when the strategy fits on the selection split too (linear: cross-validation over train + selection):
+    trains: ClassVar[bool] = True  # False: no gradient loop, ``prepare`` fits everything (a cached-feature probe)
+    # True when the strategy fits on the selection split too (cross-validation over train + selection):
     # scores on that split are then training scores, and the fit does not report them as a selection result.
     fits_selection_split: ClassVar[bool] = False
+    # The global pooling of an image backbone under ``--pool auto`` (a frozen-feature probe prefers avgmax).
+    pool: ClassVar[str] = "avg"
+    # Part of `headstart compare`'s default set of strategies.
+    compared_by_default: ClassVar[bool] = False
+    # A command of its own, ``headstart NAME ARG... DATA --FLAG MODEL [fit flags]`` (the CLI builds it):
+    # {"help": str, "args": [(option, help), ...], "data_help": str, "model_flag": (flag, help)}.
+    command: ClassVar[dict[str, Any] | None] = None
 
     def __init__(self, cfg: FitConfig):
         self.cfg = cfg
         self.opts = options_for(cfg)
-        self.backbone: Backbone | None = None
-        self.head: Head | None = None
 
     # -- override points -------------------------------------------------------
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        self.backbone, self.head = backbone, head
+    def prepare(self, ctx: FitContext) -> None:
+        """Before training: freeze, wrap, cache, probe (a strategy that does not train does all its work here)."""
 
-    def training_step(self, batch: tuple[Any, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def training_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, Any]:
         x, y = batch
-        logits = self.head(self.features(x))
-        return {"loss": self.head.loss(logits, y, self.cfg.label_smoothing), "logits": logits}
+        logits = ctx.head(self.features(x, ctx))
+        return {"loss": ctx.head.loss(logits, y, self.cfg.label_smoothing), "logits": logits}
 
-    def features(self, x: Any) -> torch.Tensor:
+    def features(self, x: Any, ctx: FitContext) -> torch.Tensor:
         """Backbone features of a training batch (a strategy may compute them differently, e.g. from a cache)."""
-        return self.backbone.forward_features(x)
+        return ctx.backbone.forward_features(x)
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        return with_weight_decay([{"params": list(self.backbone.parameters()) + list(self.head.parameters()), "lr": lr}],
-                                 self.cfg.weight_decay)
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
+        params = list(ctx.backbone.parameters()) + list(ctx.head.parameters())
+        return with_weight_decay([{"params": params, "lr": self.cfg.lr}], self.cfg.weight_decay)
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Called by the engine at the start of each training epoch (after Lightning set train mode)."""
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
+        """Called by the engine at the start of each training epoch (after the whole model was set to train mode)."""
 
-    def train_examples(self, data: Dataset) -> tuple[list[Any], np.ndarray]:
+    def train_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         """What the training loader iterates over (default: the training split)."""
-        return data.subset(data.train_idx)
+        return ctx.data.subset(ctx.data.train_idx)
 
-    def batcher(self, train: bool, augment: str) -> Callable[[list[Any]], Any]:
+    def batcher(self, train: bool, ctx: FitContext) -> Callable[[list[Any]], Any]:
         """Turns a list of examples into a batch (default: the backbone's preprocessing)."""
-        return self.backbone.preprocess(train=train, augment=augment)
+        return ctx.backbone.preprocess(train=train, augment=self.cfg.augment if train else "none")
 
-    def extra_modules(self) -> dict[str, nn.Module]:
+    def extra_modules(self, ctx: FitContext) -> dict[str, nn.Module]:
         """Modules trained besides backbone and head (a source head, a discriminator): checkpointed too."""
         return {}
 
-    def epoch_record(self) -> dict[str, Any]:
+    def epoch_record(self, ctx: FitContext) -> dict[str, Any]:
         """Extra columns for this epoch's history row (e.g. how many groups are unfrozen)."""
         return {}
 
@@ -169,17 +187,12 @@ class Strategy:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` saved, when a fit resumes."""
 
-    def after_fit(self, ctx: FitContext, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Extra sections for metrics.json once the model is saved (e.g. `distill`'s teacher vs student)."""
-        return {}
-
-    def teardown(self) -> None:
+    def cleanup(self, ctx: FitContext) -> None:
         """Called once training ends (also on errors): undo temporary changes to the model."""
 
-    def fit(self, ctx: FitContext) -> None:
-        from ..engine import train
-
-        train(self, ctx)
+    def finish(self, ctx: FitContext) -> Outcome:
+        """After training: extra files in ``ctx.run_dir`` and the strategy's own results (see `Outcome`)."""
+        return Outcome()
 
     # -- helpers (static: no override needed) ----------------------------------
     @staticmethod

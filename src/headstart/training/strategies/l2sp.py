@@ -20,11 +20,9 @@ from typing import Any
 
 import torch
 
-from ..backbones import Backbone
-from ..config import _opt
-from ..data import Dataset
-from ..errors import ConfigError
-from ..heads import Head
+from ...config import _opt
+from ...errors import ConfigError
+from ..protocol import FitContext
 from ._base import register_strategy
 from .finetune import FineTune
 
@@ -63,25 +61,25 @@ class L2SP(FineTune):
     summary = "fine-tune with an L2 pull towards the pretrained weights instead of weight decay (L2-SP)"
     Options = L2SPOptions
 
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        super().setup(backbone, head, data)
-        self.pulled = [p for p in backbone.parameters() if p.requires_grad]
+    def prepare(self, ctx: FitContext) -> None:
+        super().prepare(ctx)
+        self.pulled = [p for p in ctx.backbone.parameters() if p.requires_grad]
         self.anchors = _Anchors(self.pulled)
 
-    def extra_modules(self) -> dict[str, torch.nn.Module]:
+    def extra_modules(self, ctx: FitContext) -> dict[str, torch.nn.Module]:
         return {"l2sp_anchors": self.anchors}
 
-    def training_step(self, batch: tuple[Any, torch.Tensor]) -> dict[str, Any]:
-        out = super().training_step(batch)
+    def training_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, Any]:
+        out = super().training_step(batch, ctx)
         sp = l2sp_penalty(self.pulled, self.anchors.tensors()) if self.pulled else torch.zeros(())
-        head_l2 = sum(p.pow(2).sum() for n, p in self.head.named_parameters() if n.endswith("weight"))
+        head_l2 = sum(p.pow(2).sum() for n, p in ctx.head.named_parameters() if n.endswith("weight"))
         reg = 0.5 * self.opts.l2sp_alpha * sp + 0.5 * self.opts.l2sp_beta * head_l2
         out["loss"] = out["loss"] + reg
         out["log"] = {"l2sp_distance": sp.detach().sqrt()}
         return out
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        groups = super().param_groups(lr)
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
+        groups = super().param_groups(ctx)
         for g in groups:
             g["weight_decay"] = 0.0  # the L2-SP terms replace weight decay
         return groups

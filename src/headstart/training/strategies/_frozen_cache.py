@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import Backbone
-from ..data import Dataset
-from ..features import extract
+from ...backbones import Backbone, Batcher
+from ...data import Dataset
+from ...features import extract
 
 
 class _Stop(Exception):
@@ -49,26 +49,26 @@ def _units(groups: list[nn.Module]) -> list[nn.Module]:
     return out
 
 
-class _Rows:
-    """Picklable batcher: cached rows by index -> [B, *shape] tensor (channels_last for images).
+class _Rows(Batcher):
+    """Picklable batcher: cached rows by index -> [B, *shape] tensor (in the backbone's memory format).
 
     Holds the memory-mapped file by path, so DataLoader workers map it themselves
     instead of receiving a pickled copy of the whole array.
     """
 
-    def __init__(self, path: str, shape: tuple[int, ...]):
-        self.path, self.shape = path, shape
+    def __init__(self, path: str, shape: tuple[int, ...], memory_format: torch.memory_format = torch.contiguous_format):
+        self.path, self.shape, self.memory_format = path, shape, memory_format
         self.rows = np.load(path, mmap_mode="r")
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "shape": self.shape}
+        return {"path": self.path, "shape": self.shape, "memory_format": self.memory_format}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["shape"])
+        self.__init__(state["path"], state["shape"], state["memory_format"])
 
     def __call__(self, idx: list[int]) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(self.rows[np.asarray(idx)])).view(len(idx), *self.shape)
-        return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+        return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
 
 class FrozenPrefix:
@@ -85,7 +85,7 @@ class FrozenPrefix:
     # -- construction --------------------------------------------------------------
     @classmethod
     def try_build(cls, backbone: Backbone, frozen_groups: list[nn.Module], probe: list[Any]) -> tuple[FrozenPrefix | None, str | None]:
-        if backbone.modality != "image":
+        if not backbone.frozen_cache:
             return None, "only image backbones (text layers also need the attention mask)"
         units = _units(frozen_groups)
         if not units:
@@ -186,4 +186,4 @@ class FrozenPrefix:
                        fn=upto_boundary, width=width, tag=f"frozen-prefix:{n_units}:{self.shape}")
 
     def batcher(self, cache_file: str) -> _Rows:
-        return _Rows(cache_file, self.shape)
+        return _Rows(cache_file, self.shape, self.backbone.memory_format)

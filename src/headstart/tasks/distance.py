@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from . import transferability as tr
-from ._io import atomic_write_text, prepare_output_dir
-from .backbones import build_backbone
-from .data import Dataset, load_data
-from .errors import ConfigError, kind_of
-from .features import default_cache_dir, extract
+from .. import transferability as tr
+from .._io import atomic_write_text, prepare_output_dir
+from ..backbones import build_backbone
+from ..data import Dataset, load_data
+from ..errors import ConfigError, kind_of
+from ..features import default_cache_dir, extract
 
 HELP = {
     "centroid_distance": "Euclidean distance between the feature means (scale of this model's features)",
@@ -104,7 +104,7 @@ def distance(
         "seconds": round(time.perf_counter() - t0, 2), "path": str(out_dir) if out_dir else None,
     }
     if out_dir is not None:
-        from .report import plot_domains, write_distance_report
+        from ..report import plot_domains, write_distance_report
 
         plot_domains(feats_s, feats_t, names, out_dir / "domains.png", seed=seed)
         atomic_write_text(out_dir / "distance.json", json.dumps(result, indent=2))

@@ -21,11 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..backbones import Backbone
-from ..config import _opt
-from ..data import Dataset
-from ..errors import ConfigError
-from ..heads import Head
+from ...config import _opt
+from ...errors import ConfigError
+from ..protocol import FitContext
 from ._base import register_strategy
 from .finetune import FineTune
 
@@ -49,8 +47,8 @@ class Gradual(FineTune):
     summary = "gradual unfreezing: one more layer group every K epochs, top down, discriminative LRs (ULMFiT)"
     Options = GradualOptions
 
-    def setup(self, backbone: Backbone, head: Head, data: Dataset) -> None:
-        super().setup(backbone, head, data)  # freezes (and may cache) the permanently frozen --freeze groups
+    def prepare(self, ctx: FitContext) -> None:
+        super().prepare(ctx)  # freezes (and may cache) the permanently frozen --freeze groups
         self.movable = self.groups[self.cfg.freeze :]  # shallow -> deep
         self.unfrozen = 0
         self.freeze(self.movable)
@@ -63,7 +61,7 @@ class Gradual(FineTune):
         half = max(1, self.cfg.epochs // 2)
         return min(n, start + math.ceil(epoch * max(0, n - start) / half))
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
         # max(): a resumed fit keeps what its checkpoint had unfrozen, whatever the schedule says
         self.unfrozen = max(self.unfrozen, self.scheduled(epoch))
         cut = len(self.movable) - self.unfrozen
@@ -72,7 +70,7 @@ class Gradual(FineTune):
         self.freeze(still)
         self.frozen_bn_eval(self.frozen + still)
 
-    def epoch_record(self) -> dict[str, Any]:
+    def epoch_record(self, ctx: FitContext) -> dict[str, Any]:
         return {"unfrozen_groups": self.unfrozen}
 
     def state_dict(self) -> dict[str, Any]:

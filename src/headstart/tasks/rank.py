@@ -30,16 +30,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import transferability as tr
-from ._io import atomic_write_text, prepare_output_dir
-from ._progress import info, warn
-from ._seed import seed_everything
-from .backbones import Backbone, build_backbone
-from .config import FitConfig
-from .data import Dataset, load_data
-from .data._dataset import per_class_subset, stratified_holdout
-from .errors import ConfigError, HeadstartError, kind_of
-from .features import default_cache_dir, extract
+from .. import transferability as tr
+from .._io import atomic_write_text, prepare_output_dir
+from .._progress import info, warn
+from .._seed import seed_everything
+from ..backbones import Backbone, build_backbone
+from ..config import FitConfig
+from ..data import Dataset, load_data, per_class_subset, stratified_holdout
+from ..errors import ConfigError, HeadstartError, kind_of
+from ..features import default_cache_dir, extract
+from .fit import run_pipeline
+from .rank_index import remember
 
 METRICS = ("logme", "hscore", "leep", "nce", "knn", "linear", "proxy")
 NEEDS_SOURCE_HEAD = ("leep", "nce")
@@ -110,31 +111,20 @@ def proxy_split(y: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> t
 
 def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs: int, per_class: int,
                    seed: int, batch_size: int = 32) -> dict[str, float]:
-    """A short run of the real ``finetune`` strategy on part of ``pool``, scored on the rest.
+    """A short fit of the real ``finetune`` strategy (the fit pipeline) on part of ``pool``, scored on the rest.
 
     Changes ``backbone`` in place (build a fresh one for anything else).
     Returns accuracy and log-loss on the held-out slice, and the seconds it took.
     """
-    from .evaluate import compute_metrics, predict_outputs
-    from .heads import make_head
-    from .strategies import FitContext, get_strategy
-
     t0 = time.perf_counter()
     train_idx, held_idx = proxy_split(ds.y, pool, per_class, seed)
     if len(held_idx) == 0:
         raise HeadstartError("proxy score: every class needs at least 2 training examples")
     sub = dataclasses.replace(ds, train_idx=train_idx, val_idx=np.array([], dtype=int), test_idx=held_idx)
-    cfg = FitConfig(data=ds.name, strategy="finetune", seed=seed, epochs=epochs, batch_size=batch_size,
-                    checkpoint_every=10**9).resolved(ds.modality, len(train_idx))
-    if getattr(backbone, "default_lr", None):
-        cfg = dataclasses.replace(cfg, lr=backbone.default_lr)
-    seed_everything(seed)
-    head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
     with tempfile.TemporaryDirectory(prefix="headstart-proxy-") as tmp:
-        ctx = FitContext(cfg=cfg, data=sub, backbone=backbone, head=head, run_dir=Path(tmp), cache_dir=Path(tmp))
-        get_strategy("finetune")(cfg).fit(ctx)
-    probs = predict_outputs(backbone, head, [ds.items[i] for i in held_idx])
-    m = compute_metrics(ds.y[held_idx], probs, ds.task, ds.classes)
+        cfg = FitConfig(data=ds.name, strategy="finetune", seed=seed, epochs=epochs, batch_size=batch_size,
+                        checkpoint_every=10**9, out=str(Path(tmp) / "run"), cache_dir=tmp)
+        m = run_pipeline(cfg, dataset=sub, backbone=backbone, record=False).metrics["test"]
     return {"accuracy": m["accuracy"], "log_loss": m["log_loss"], "seconds": time.perf_counter() - t0,
             "n_train": int(len(train_idx)), "n_held": int(len(held_idx))}
 
@@ -246,7 +236,7 @@ def rank(
                      "path": str(out_dir) if out_dir else None, "metrics": names})
     if out_dir is not None:
         _write_rank(out_dir, df, ds, pool)
-        _remember(folder, ds, df, fingerprints, out_dir)
+        remember(folder, ds.fingerprint(), _records(df), df.attrs, fingerprints, out_dir)
     return df
 
 
@@ -266,7 +256,7 @@ def _records(df: Any) -> list[dict[str, Any]]:
 
 
 def _write_rank(out_dir: Path, df: Any, ds: Dataset, pool: np.ndarray) -> None:
-    from .report import plot_rank, write_rank_report
+    from ..report import plot_rank, write_rank_report
 
     payload = {"data": ds.name, "n_examples": int(len(pool)), "classes": ds.classes, **df.attrs,
                "metric_help": {m: METRIC_HELP[m] for m in df.attrs["metrics"]}, "candidates": _records(df),
@@ -277,34 +267,4 @@ def _write_rank(out_dir: Path, df: Any, ds: Dataset, pool: np.ndarray) -> None:
     write_rank_report(out_dir, payload)
 
 
-def _index_path(cache_dir: Path, data_fp: str) -> Path:
-    return cache_dir / "transferability" / f"{data_fp}.json"
-
-
-def _remember(cache_dir: Path, ds: Dataset, df: Any, fingerprints: dict[str, str], out_dir: Path) -> None:
-    """Record each candidate's scores by (data, backbone) fingerprint so a later `fit` can show them."""
-    path = _index_path(cache_dir, ds.fingerprint())
-    try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        known = {}
-    n = len(df)
-    for rec in _records(df):
-        known[fingerprints[rec["candidate"]]] = {
-            "rank": rec["rank"], "of": n, "by": df.attrs["by"], "goal": df.attrs["goal"], "ranking": str(out_dir),
-            "scores": {m: rec.get(m) for m in df.attrs["metrics"]}, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    atomic_write_text(path, json.dumps(known, indent=2))
-
-
-def predicted_for(cache_dir: Path, data_fp: str, backbone: Backbone) -> dict[str, Any] | None:
-    """What `rank` predicted for this backbone (its weights as loaded) on this data, if it was ranked."""
-    path = _index_path(cache_dir, data_fp)
-    if not path.is_file():
-        return None  # no ranking of this data: skip hashing the weights
-    try:
-        return json.loads(path.read_text()).get(backbone.fingerprint)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-__all__ = ["Candidate", "METRICS", "predicted_for", "proxy_finetune", "rank"]
+__all__ = ["Candidate", "METRICS", "proxy_finetune", "rank"]

@@ -23,12 +23,12 @@ everything starting from it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from ..config import _opt
-from ..errors import ConfigError
-from ._base import FitContext, register_strategy
+from ...config import _opt
+from ...errors import ConfigError
+from ..protocol import FitContext
+from ._base import register_strategy
 from .finetune import FineTune
 from .linear import Linear
 
@@ -57,17 +57,22 @@ class LPFT(FineTune):
     name = "lp-ft"
     summary = "linear probe on cached features, then fine-tune from that head with its own (smaller) LR"
     Options = LPFTOptions
+    compared_by_default = True
 
-    def fit(self, ctx: FitContext) -> None:
-        _Probe(self.cfg).fit(ctx)
+    def prepare(self, ctx: FitContext) -> None:
+        _Probe(self.cfg).prepare(ctx)
         ctx.info["lp_C"] = ctx.info.pop("C")
         if "cv_log_loss" in ctx.info:
             ctx.info["lp_cv_log_loss"] = ctx.info.pop("cv_log_loss")
         ctx.history.clear()
-        ft_lr = self.opts.ft_lr or self.cfg.lr / 10
-        self.cfg = dataclasses.replace(self.cfg, lr=ft_lr, head_lr_mult=self.opts.ft_head_lr_mult)
-        ctx.info["ft_lr"] = ft_lr
-        super().fit(ctx)
+        ctx.info["ft_lr"] = self.base_lr(ctx)
+        super().prepare(ctx)
 
-    def on_epoch_start(self, epoch: int) -> None:
-        self.frozen_bn_eval([self.backbone])  # the whole backbone: see the module docstring
+    def base_lr(self, ctx: FitContext) -> float:
+        return self.opts.ft_lr or self.cfg.lr / 10
+
+    def head_lr_mult(self, ctx: FitContext) -> float:
+        return self.opts.ft_head_lr_mult
+
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
+        self.frozen_bn_eval([ctx.backbone])  # the whole backbone: see the module docstring

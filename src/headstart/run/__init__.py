@@ -8,11 +8,12 @@
       model.safetensors  weights: backbone.* and head.*
       labels.json        class names in output order, task type
       metrics.json       held-out metrics, selection metrics, timings
-      history.csv        one row per epoch (or per C for `linear`)
+      history.csv        one row per epoch (or per regularisation strength C, for a probe that searches C)
       report.html        summary + plots/ (learning curves, confusion matrix)
       backbone/          tokenizer and config of text backbones (no network needed to load)
       logs/              Lightning CSV logs (logs/resume-N/ for the N-th resume)
       checkpoints/       last training checkpoint while a fit runs (removed when it ends)
+      export/            ONNX files written and checked by `headstart export` (``export.py`` here)
 
 Loading never unpickles: weights come from safetensors, the rest is YAML/JSON.
 """
@@ -29,12 +30,14 @@ import numpy as np
 import yaml
 from safetensors.torch import load_file, save_file
 
-from ._io import atomic_write_bytes, atomic_write_text
-from .backbones import Backbone, rebuild_backbone
-from .data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
-from .errors import DataError, HeadstartError
-from .evaluate import compute_metrics, predict_outputs
-from .heads import Head
+from .._io import atomic_write_text
+from ..backbones import Backbone, rebuild_backbone, register_backbone
+from ..data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
+from ..errors import DataError, HeadstartError
+from ..evaluate import compute_metrics
+from ..features import predict_outputs
+from ..heads import Head
+from ._onnx import EXPORT_DIR, OnnxModel, default_onnx
 
 
 class Run:
@@ -106,8 +109,6 @@ class Run:
         if engine == "torch":
             return predict_outputs(self.backbone, self.head, items, batch_size)
         if engine == "onnx":
-            from .export import OnnxModel, default_onnx
-
             return OnnxModel(default_onnx(self.path), self.backbone).outputs(items, batch_size)
         raise HeadstartError(f"option --engine: {engine!r} is not one of torch, onnx")
 
@@ -151,6 +152,12 @@ class Run:
             mapping[i] = self.classes.index(c)
         return [ds.items[i] for i in idx], np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
 
+    def export(self, **options: Any) -> dict[str, Any]:
+        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on held-out data; see `headstart.run.export`."""
+        from .export import export_run
+
+        return export_run(self, **options)
+
     def reload_data(self) -> Dataset:
         """The data this run was fitted on, split exactly as in the fit (same seed and fractions)."""
         c = self.config
@@ -162,12 +169,6 @@ class Run:
             return load_data(c["data"], **{k: c[k] for k in keys if k in c})
         except DataError as e:
             raise DataError(f"the run's data cannot be read again ({e}); pass --data with labeled data") from None
-
-    def export(self, **options: Any) -> dict[str, Any]:
-        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on held-out data; see `headstart.export`."""
-        from .export import export_run
-
-        return export_run(self, **options)
 
 
 # -- save / load ---------------------------------------------------------------
@@ -257,4 +258,26 @@ def dump_config(run_dir: Path, cfg_dict: dict[str, Any]) -> None:
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
 
 
-__all__ = ["Run", "load_run", "save_model", "write_history", "write_json", "dump_config", "atomic_write_bytes"]
+@register_backbone("run")
+def run_backbone(path: str, *, weights: str | None = None, pretrained: bool = True) -> Backbone:
+    """``run:<dir>``: an earlier run's adapted backbone as the source model.
+
+    The two-step workflow: fit a source model on a large related dataset, then
+    ``headstart fit TARGET --model run:<that run>`` transfers it. The earlier run's
+    head becomes the backbone's ``source_head`` (its class probabilities are what
+    LEEP/NCE need). Registered here, not in ``backbones/``: reading a run needs the
+    heads and the run format, which sit beside or above the backbones.
+    """
+    if weights is not None:
+        raise HeadstartError("option --weights: a run: model already has its weights; drop --weights")
+    run = load_run(path)
+    backbone = run.backbone
+    if pretrained:
+        backbone.source_head = run.head
+    else:
+        backbone.reinit()
+    return backbone
+
+
+__all__ = ["EXPORT_DIR", "OnnxModel", "Run", "default_onnx", "dump_config", "load_run", "run_backbone", "save_model",
+           "write_history", "write_json"]

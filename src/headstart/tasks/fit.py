@@ -1,0 +1,256 @@
+"""The fit pipeline: the one function that owns the order of every fit.
+
+::
+
+    load data -> build the backbone -> resolve the configuration (once) -> strategy.prepare(ctx)
+      -> engine.train(strategy, ctx) when the strategy trains -> strategy.cleanup(ctx)
+      -> strategy.finish(ctx) -> evaluate -> write the run directory
+
+`fit` (library and CLI), `compare` (one fit per strategy and budget), the
+``distill`` strategy and `rank`'s fine-tuning proxy all go through `run_pipeline`.
+Every hook of the strategy receives the same `FitContext`; the engine sees the
+strategy only through the `Trainable` protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import prepare_output_dir
+from .._progress import info
+from .._seed import seed_everything
+from ..backbones import Backbone, build_backbone
+from ..config import FitConfig
+from ..data import Dataset, load_data
+from ..errors import ConfigError, HeadstartError, kind_of
+from ..evaluate import compute_metrics
+from ..features import default_cache_dir, head_outputs, predict_outputs
+from ..heads import make_head
+from ..report import plot_confusion, plot_learning_curves, write_report
+from ..run import Run, dump_config, load_run, save_model, write_history, write_json
+from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, option_fields, options_for
+from .rank_index import predicted_for
+
+DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}
+
+
+def as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
+    """One `FitConfig` from a config (object, dict or YAML file) and keyword overrides (flat keys)."""
+    if isinstance(config, FitConfig):
+        base = config.to_dict()
+    elif isinstance(config, dict):
+        base = dict(config)
+    elif config is not None:
+        base = FitConfig.from_yaml(config).to_dict()
+    else:
+        base = {}
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    opts = {k: overrides.pop(k) for k in list(overrides) if k not in known and k in option_fields()}
+    base.update(overrides)
+    if opts:
+        base["options"] = {**(base.get("options") or {}), **opts}
+    if data is not None:
+        base["data"] = str(data)
+    if not base.get("data"):
+        raise ConfigError("no data given: pass a folder, a table file or a built-in name (digits, demo-text)")
+    return FitConfig.from_dict(base)
+
+
+def _default_name(cfg: FitConfig, model: str) -> str:
+    stem = Path(cfg.data.rstrip("/")).name or cfg.data
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model.split("/")[-1])
+    return f"{Path(stem).stem}-{model}-{cfg.strategy}"
+
+
+def _prepare_out(cfg: FitConfig, model: str) -> Path:
+    out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or _default_name(cfg, model))
+    return prepare_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume, markers=("config.yaml", "model.json"),
+                              what="a headstart run", options="--out/--name")
+
+
+@contextlib.contextmanager
+def _removed_if_refused(out: Path, fresh: bool) -> Iterator[None]:
+    """A fit refused before training left anything to resume (bad option, missing weights, a network the
+    frozen-layer cache cannot cut) removes the folder it just made, so the corrected command needs no --overwrite."""
+    try:
+        yield
+    except HeadstartError:
+        if fresh and not (out / "checkpoints").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[Strategy], out: Path) -> FitConfig:
+    """Every default that depends on the data, the backbone or the strategy, filled once (recorded in config.yaml).
+
+    Changes the backbone where the configuration says so: its pooling (``--pool``; ``auto`` is the strategy's
+    choice where the backbone can pool that way) and its longest input (``--max-length``).
+    """
+    lr_given = cfg.lr is not None
+    cfg = cfg.resolved(data.modality, len(data.train_idx))
+    pool = cfg.pool if cfg.pool != "auto" else strategy.pool
+    if pool != "avg":
+        try:
+            backbone.set_pool(pool)
+        except ConfigError:
+            if cfg.pool != "auto":
+                raise  # asked for by name; under auto (e.g. a ViT's class token) the model's own pooling stays
+    if backbone.max_length is not None:
+        backbone.max_length = cfg.max_length
+    changes: dict[str, Any] = {"out": str(out), "pool": backbone.spec.get("pool", "avg"), "model": cfg.model}
+    if not lr_given and backbone.default_lr:
+        changes["lr"] = backbone.default_lr  # e.g. from-scratch embeddings need a larger step
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclass
+class Fitted:
+    """What `run_pipeline` returns: where the run was written, its metrics, and the live model parts."""
+
+    path: Path
+    cfg: FitConfig
+    metrics: dict[str, Any]
+    ctx: FitContext
+
+    def load(self) -> Run:
+        return load_run(self.path)
+
+
+def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Backbone | None = None,
+                 record: bool = True) -> Fitted:
+    """Fit ``cfg`` and write its run directory (see the module docstring for the order).
+
+    ``dataset``: an already-loaded `Dataset` (else ``cfg.data`` is read); ``backbone``: an already-built
+    backbone (else ``cfg.model`` is built). ``record=False`` skips what only a person reads (plots, report,
+    what `rank` predicted): for internal fits such as the ranking proxy.
+    """
+    t_start = time.perf_counter()
+    strategy_cls = get_strategy(cfg.strategy)
+    options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())
+    model = DEFAULT_MODELS.get(ds.modality, cfg.model) if cfg.model == "auto" else cfg.model
+    cfg = dataclasses.replace(cfg, model=model)
+    out = _prepare_out(cfg, model)
+    with _removed_if_refused(out, fresh=not cfg.resume):  # a resumed folder is never removed
+        seed_everything(cfg.seed)
+        if backbone is None:
+            backbone = build_backbone(model, weights=cfg.weights, pretrained=cfg.pretrained)
+        if backbone.modality != ds.modality:
+            raise ConfigError(f"option --model: {model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+        # before the pooling or training change the backbone's fingerprint
+        predicted = predicted_for(cache_dir, ds.fingerprint(), backbone) if record else None
+        cfg = resolve(cfg, ds, backbone, strategy_cls, out)
+        dump_config(out, {**cfg.to_dict(), "resume": False})
+        strategy = strategy_cls(cfg)
+        head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
+        ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
+        try:
+            strategy.prepare(ctx)
+            if strategy.trains:
+                from ..training import engine  # Lightning is imported only by fits that train
+
+                engine.train(strategy, ctx)
+        finally:
+            strategy.cleanup(ctx)
+        outcome = strategy.finish(ctx)
+
+    metrics = _evaluate(ctx, strategy)
+    metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info,
+                      "wall_seconds": round(time.perf_counter() - t_start, 2), "skipped_files": len(ds.skipped)}
+    metrics["data"] = ds.summary()
+    if predicted:
+        metrics["predicted"] = predicted
+    if ds.skipped:
+        metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
+    _write(ctx, metrics, outcome, record)
+    return Fitted(out, cfg, metrics, ctx)
+
+
+def _evaluate(ctx: FitContext, strategy: Strategy) -> dict[str, Any]:
+    """Once on the reported split; the selection split is reported separately (unless it was trained on)."""
+    ds, metrics = ctx.data, {}
+    for split, idx in (("test", ds.test_idx), ("val", ds.val_idx)):
+        if len(idx) and not (split == "val" and strategy.fits_selection_split):
+            probs = (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
+                     else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
+            metrics[split] = compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
+    return metrics
+
+
+def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: bool) -> None:
+    """The run directory: weights, history, metrics (with the strategy's own results), plots and report."""
+    out, ds = ctx.run_dir, ctx.data
+    save_model(out, ctx.backbone, ctx.head, ds.task, ds.classes, ctx.cfg.dropout)
+    metrics.update(outcome.metrics)
+    if outcome.summary or outcome.sections:
+        metrics["report"] = {"summary": [list(r) for r in outcome.summary], "sections": outcome.sections}
+    write_history(out, ctx.history)
+    write_json(out / "metrics.json", metrics)
+    if record:
+        plot_learning_curves(ctx.history, out / "plots" / "learning_curves.png")
+        if "test" in metrics:
+            plot_confusion(metrics["test"]["confusion_matrix"], ds.classes, out / "plots" / "confusion_matrix.png",
+                           "confusion matrix (held-out split)")
+        write_report(out, ctx.cfg.to_dict(), metrics, ds.summary())
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    info(f"run written to {out}")
+
+
+def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
+        **overrides: Any) -> Run:
+    """Fit a transferred model and write its run directory. Returns the loaded `Run`.
+
+    ``headstart.fit("photos/", model="timm:resnet18", strategy="linear")`` –
+    keyword overrides are `FitConfig` fields or the strategy's options; ``config``
+    may be a FitConfig, a dict or a YAML file. ``dataset`` passes an already-loaded `Dataset`.
+    """
+    if dataset is not None and data is None and not (config or overrides.get("data")):
+        overrides["data"] = dataset.name
+    return run_pipeline(as_config(data, config, overrides), dataset=dataset).load()
+
+
+def summary_rows(run: Run) -> list[tuple[str, str]]:
+    """The closing summary table of a fit (CLI): what every fit reports, then the strategy's own rows."""
+    m = run.metrics
+    test, fit_info, data = m.get("test", {}), m.get("fit", {}), m.get("data", {})
+    rows = [
+        ("run", str(run.path)),
+        ("data", f"{data.get('name')} ({data.get('modality')}, {data.get('task')}, {len(run.classes)} classes)"),
+        ("examples train / select / report", f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"),
+        ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
+    ]
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+        if k in test:
+            rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
+    if "predicted" in m:
+        p = m["predicted"]
+        score = p["scores"].get(p["by"])
+        rows.append(("predicted by `headstart rank`", f"rank {p['rank']} of {p['of']}, {p['by']} {score:.4f}"
+                     if score is not None else f"rank {p['rank']} of {p['of']}"))
+    if "val" in m:
+        rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
+    rows.extend((str(k), str(v)) for k, v in m.get("report", {}).get("summary", []))
+    for k in ("kept_epoch", "epochs_run", "precision", "samples_per_second", "wall_seconds", "skipped_files"):
+        if k in fit_info:
+            rows.append((k.replace("_", " "), str(fit_info[k])))
+    if "mfu" in fit_info:
+        rows.append(("MFU (of this machine's matmul peak)", f"{100 * fit_info['mfu']:.1f}% ({fit_info['achieved_gflops']} of "
+                     f"{fit_info['peak_gflops']} GFLOP/s {fit_info['peak_dtype']})"))
+    return rows
+
+
+__all__ = ["Fitted", "as_config", "fit", "resolve", "run_pipeline", "summary_rows"]
