@@ -21,6 +21,7 @@ Loading never unpickles: weights come from safetensors, the rest is YAML/JSON.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -32,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write_text
 from ..backbones import Backbone, rebuild_backbone, register_backbone
+from ..config import DataConfig
 from ..data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
 from ..errors import DataError, HeadstartError
 from ..evaluate import compute_metrics
@@ -163,8 +165,7 @@ class Run:
         c = self.config
         if not c.get("data"):
             raise HeadstartError(f"{self.path}/config.yaml: does not name the run's data; pass --data with labeled data")
-        keys = ("test", "text_col", "label_col", "header", "strict", "seed", "val_fraction", "test_fraction", "train_size",
-                "labels_per_class")
+        keys = [f.name for f in dataclasses.fields(DataConfig) if f.name != "data"]  # what `load_data` takes
         try:
             return load_data(c["data"], **{k: c[k] for k in keys if k in c})
         except DataError as e:
