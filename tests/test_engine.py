@@ -48,3 +48,24 @@ def test_warmup_cosine_schedule() -> None:
     assert f(0) == 0.1 and f(9) == 1.0
     assert abs(f(55) - 0.5) < 0.02 and f(100) == 0.0
     assert all(f(i) >= f(i + 1) for i in range(10, 100))
+
+
+def test_batches_follow_what_the_backbone_declares() -> None:
+    """Text batchers declare lengths (length-grouped training batches); image backbones declare channels_last."""
+    from headstart.backbones import build_backbone
+    from headstart.features import extract_items
+    from headstart.training.engine import make_loader
+
+    texts = ["a b c d e f g h", "a", "a b c", "a b c d e f", "a b"] * 4
+    text_loader = make_loader(build_backbone("scratch:bow").preprocess(), texts, np.zeros(len(texts)), train=True,
+                              batch_size=4, seed=0)
+    assert isinstance(text_loader.batch_sampler, LengthGroupedBatches)
+    cnn = build_backbone("scratch:cnn@32")
+    image_loader = make_loader(cnn.preprocess(), [np.zeros((32, 32, 3), np.uint8)] * 8, np.zeros(8), train=True,
+                               batch_size=4, seed=0)
+    assert not isinstance(image_loader.batch_sampler, LengthGroupedBatches)
+    x, _ = next(iter(image_loader))
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    extract_items(cnn, [np.zeros((32, 32, 3), np.uint8)] * 3)
+    conv = next(m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the weights follow the declared format

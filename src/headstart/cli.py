@@ -8,7 +8,6 @@ mistake prints one ``error:`` line (exit code 2); ``--debug`` shows the tracebac
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import json
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import FitConfig
-from .errors import HeadstartError
+from .errors import HeadstartError, did_you_mean
 from .training.strategies import get_strategy, list_strategies, option_fields, option_types
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -108,9 +107,8 @@ def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]
         negated = key.startswith("no_") and key[3:] in types_of and key not in types_of
         name = key[3:] if negated else key
         if name not in types_of:
-            close = difflib.get_close_matches(name, list(types_of), n=1)
-            hint = f"; did you mean --{close[0].replace('_', '-')}?" if close else ""
-            raise HeadstartError(f"{command}: unknown option {tok}{hint} (see `headstart fit --help`)")
+            hint = did_you_mean(name, list(types_of), show="--{}").replace("_", "-")
+            raise HeadstartError(f"{command}: unknown option {tok}; {hint}see `headstart fit --help`")
         hint = types_of[name]
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         if base is bool:

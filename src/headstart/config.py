@@ -33,6 +33,7 @@ HEADER_MODES = ("auto", "yes", "no")
 CACHE_MODES = ("auto", "yes", "no")
 PRECISIONS = ("auto", "32", "bf16")
 POOLS = ("auto", "avg", "avgmax")
+DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}  # what ``--model auto`` means for each modality
 
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
@@ -210,16 +211,12 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
 
     One flag per field (``headstart fit --help``), the same keys in ``--config FILE.yaml``
     and in ``config.yaml`` of every run. Each part is its own dataclass with its own
-    checks, and the code that needs one part takes that part (``cfg.part(DataConfig)``).
+    checks.
     """
 
     def __post_init__(self) -> None:
         for check in (self._check_data, self._check_model, self._check_training, self._check_runtime):
             check()
-
-    def part(self, cls: type) -> Any:
-        """The fields of one part (``DataConfig``, ``ModelConfig``, ...) as that dataclass."""
-        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
 
     def load_kwargs(self) -> dict[str, Any]:
         """`load_data` keyword arguments for this config's data (everything of `DataConfig` but the source)."""
@@ -235,7 +232,7 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
         text = modality == "text"
         changes: dict[str, Any] = {}
         if self.model == "auto":
-            changes["model"] = "minilm" if text else "timm:resnet18"
+            changes["model"] = DEFAULT_MODELS[modality]
         if self.epochs is None:
             base, min_steps = (2, 60) if text else (10, 70)
             steps_per_epoch = max(1, -(-n_train // self.batch_size))
@@ -259,11 +256,6 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
         d = dict(d)
         strategy_opts = _option_lookup()
         moved = {k: d.pop(k) for k in list(d) if k not in known and k in strategy_opts}
-        for k, v in list(moved.items()):
-            # An option of another strategy left at its default (a config shared between strategies) is dropped.
-            f, owners = strategy_opts[k]
-            if d.get("strategy", TrainConfig.strategy) not in owners and v == f.default:
-                del moved[k]
         if moved:
             d["options"] = {**(d.get("options") or {}), **moved}
         unknown = sorted(set(d) - known)

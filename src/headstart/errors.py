@@ -25,6 +25,14 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a fit: the message says which checkpoint is kept and how to resume."""
 
 
+def did_you_mean(name: str, choices: list[str], show: str = "'{}'") -> str:
+    """``"did you mean 'x'? "`` for the choice closest to a near miss (``show`` formats it), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean {show.format(close[0])}? " if close else ""
+
+
 def kind_of(modality: str) -> str:
     """'an image model' / 'a text model', for messages."""
     return f"{'an' if modality[:1] in 'aeiou' else 'a'} {modality} model"

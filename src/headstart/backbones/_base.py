@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import warnings
@@ -13,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import ConfigError, HeadstartError
+from ..errors import ConfigError, HeadstartError, did_you_mean
 
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _REBUILD: dict[str, Callable[..., Backbone]] = {}
@@ -65,10 +64,8 @@ def list_backbones() -> list[str]:
 def parse_model(model: str) -> tuple[str, str]:
     prefix, _, rest = model.partition(":")
     if prefix not in _REGISTRY:
-        close = difflib.get_close_matches(prefix, list_backbones(), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
         raise ConfigError(
-            f"option --model: {model!r} has no known prefix; {hint}use one of "
+            f"option --model: {model!r} has no known prefix; {did_you_mean(prefix, list_backbones())}use one of "
             + ", ".join(f"{p}:" if p not in ("minilm",) else p for p in list_backbones())
         )
     return prefix, rest

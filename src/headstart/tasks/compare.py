@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._io import atomic_write_text, prepare_output_dir
 from .._progress import info
 from ..config import FitConfig
-from ..errors import ConfigError, HeadstartError
+from ..errors import ConfigError, HeadstartError, did_you_mean
 from ..run import load_run
 from ..training.strategies import get_strategy, list_strategies, option_fields, options_for
 from .fit import fit
@@ -48,11 +48,7 @@ def parse_strategies(text: str | list[str]) -> list[str]:
     known = list_strategies()
     for s in names:
         if s not in known:
-            try:
-                get_strategy(s)
-            except ConfigError as e:  # its "did you mean" hint, said of this option
-                hint = str(e).split("; ", 1)[1]
-                raise ConfigError(f"option --strategies: {s!r} is unknown; {hint}") from None
+            raise ConfigError(f"option --strategies: {s!r} is unknown; {did_you_mean(s, known)}choose from {', '.join(known)}")
     if not names:
         raise ConfigError(f"option --strategies: give at least one of {', '.join(list_strategies())}")
     return names

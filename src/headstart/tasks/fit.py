@@ -30,7 +30,7 @@ from .._io import prepare_output_dir
 from .._progress import info
 from .._seed import seed_everything
 from ..backbones import Backbone, build_backbone
-from ..config import FitConfig
+from ..config import DEFAULT_MODELS, FitConfig
 from ..data import Dataset, load_data
 from ..errors import ConfigError, HeadstartError, kind_of
 from ..evaluate import compute_metrics
@@ -38,10 +38,8 @@ from ..features import default_cache_dir, head_outputs, predict_outputs
 from ..heads import make_head
 from ..report import plot_confusion, plot_learning_curves, write_report
 from ..run import Run, dump_config, load_run, save_model, write_history, write_json
-from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, option_fields, options_for
+from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
-
-DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}
 
 
 def as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
@@ -54,11 +52,7 @@ def as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides
         base = FitConfig.from_yaml(config).to_dict()
     else:
         base = {}
-    known = {f.name for f in dataclasses.fields(FitConfig)}
-    opts = {k: overrides.pop(k) for k in list(overrides) if k not in known and k in option_fields()}
-    base.update(overrides)
-    if opts:
-        base["options"] = {**(base.get("options") or {}), **opts}
+    base.update(overrides)  # a strategy option among them (lora_r=4) goes into options in `from_dict`
     if data is not None:
         base["data"] = str(data)
     if not base.get("data"):
@@ -107,7 +101,7 @@ def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[St
                 raise  # asked for by name; under auto (e.g. a ViT's class token) the model's own pooling stays
     if backbone.max_length is not None:
         backbone.max_length = cfg.max_length
-    changes: dict[str, Any] = {"out": str(out), "pool": backbone.spec.get("pool", "avg"), "model": cfg.model}
+    changes: dict[str, Any] = {"out": str(out), "pool": backbone.spec.get("pool", "avg")}
     if not lr_given and backbone.default_lr:
         changes["lr"] = backbone.default_lr  # e.g. from-scratch embeddings need a larger step
     return dataclasses.replace(cfg, **changes)
@@ -115,12 +109,10 @@ def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[St
 
 @dataclass
 class Fitted:
-    """What `run_pipeline` returns: where the run was written, its metrics, and the live model parts."""
+    """What `run_pipeline` returns: where the run was written and its metrics."""
 
     path: Path
-    cfg: FitConfig
     metrics: dict[str, Any]
-    ctx: FitContext
 
     def load(self) -> Run:
         return load_run(self.path)
@@ -177,7 +169,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     if ds.skipped:
         metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
     _write(ctx, metrics, outcome, record)
-    return Fitted(out, cfg, metrics, ctx)
+    return Fitted(out, metrics)
 
 
 def _evaluate(ctx: FitContext, strategy: Strategy) -> dict[str, Any]:
@@ -205,7 +197,7 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
         if "test" in metrics:
             plot_confusion(metrics["test"]["confusion_matrix"], ds.classes, out / "plots" / "confusion_matrix.png",
                            "confusion matrix (held-out split)")
-        write_report(out, ctx.cfg.to_dict(), metrics, ds.summary())
+        write_report(out, ctx.cfg.to_dict(), metrics, metrics["data"])
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     info(f"run written to {out}")
 

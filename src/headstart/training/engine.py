@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 from torch.utils.data import DataLoader, Dataset, Sampler
+from torchmetrics.functional import accuracy
 
 from .._perf import FlopCount, bf16_supported, utilisation
 from .._progress import quiet
@@ -225,8 +227,6 @@ def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float) -
 
     torch's own schedulers chained: `LinearLR` then `CosineAnnealingLR`.
     """
-    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-
     warm = max(1, int(round(warmup * total_steps))) if warmup > 0 else 0
     cosine = CosineAnnealingLR(opt, T_max=max(1, total_steps - warm))
     if not warm:
@@ -237,8 +237,6 @@ def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float) -
 
 def _accuracy(head: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Training accuracy of a classification head (torchmetrics); NaN for other tasks."""
-    from torchmetrics.functional import accuracy
-
     if head.task == "binary":
         return accuracy(torch.sigmoid(logits.view(-1)), y, task="binary", validate_args=False)
     if head.task == "multiclass":

@@ -18,14 +18,12 @@ A strategy is a plain object, one per file, registered by name. The fit pipeline
 A strategy with its own knobs declares them in an ``Options`` dataclass (help
 text in the field metadata, checks in ``__post_init__``, like `FitConfig`); the
 CLI turns every field into a ``fit`` flag and the values live in
-``FitConfig.options``. Field names are unique across strategies, except where one
-Options class inherits another's fields (the same field, shared).
+``FitConfig.options``. Field names are unique across strategies and `FitConfig`.
 """
 
 from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
-import difflib
 import typing
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -35,7 +33,7 @@ import torch
 from torch import nn
 
 from ...config import FitConfig, set_option_lookup
-from ...errors import ConfigError
+from ...errors import ConfigError, did_you_mean
 from ..protocol import FitContext
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
@@ -47,11 +45,11 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     if cls.name in _STRATEGIES:
         raise ValueError(f"strategy {cls.name!r} is already registered")
     if cls.Options is not None:
-        mine = {f.name: f for f in fields(cls.Options)}
-        clash = set(mine) & {f.name for f in fields(FitConfig)}
+        mine = {f.name for f in fields(cls.Options)}
+        clash = mine & {f.name for f in fields(FitConfig)}
         for other in _STRATEGIES.values():
-            if other.Options is not None:
-                clash |= {f.name for f in fields(other.Options) if f.name in mine and mine[f.name] is not f}
+            if other.Options is not None and other.Options is not cls.Options:
+                clash |= mine & {f.name for f in fields(other.Options)}
         if clash:
             raise ValueError(f"strategy {cls.name!r}: option name(s) {', '.join(sorted(clash))} already in use")
     _STRATEGIES[cls.name] = cls
@@ -101,9 +99,8 @@ def list_strategies() -> list[str]:
 
 def get_strategy(name: str) -> type[Strategy]:
     if name not in _STRATEGIES:
-        close = difflib.get_close_matches(name, list_strategies(), n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"option --strategy: {name!r} is unknown; {hint}choose one of {', '.join(list_strategies())}")
+        raise ConfigError(f"option --strategy: {name!r} is unknown; {did_you_mean(name, list_strategies())}"
+                          f"choose one of {', '.join(list_strategies())}")
     return _STRATEGIES[name]
 
 
