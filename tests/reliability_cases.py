@@ -70,17 +70,21 @@ def _png_as_jpg(p: Path) -> None:
     make_image(0, np.random.default_rng(3)).save(p, format="PNG")
 
 
-def _skipped(n: int) -> Callable[[Path, str], None]:
+def _skipped(n: int, kind: str = "files") -> Callable[[Path, str], None]:
+    """``kind``: files (unreadable images) or rows (table rows without a label or a text)."""
     def check(tmp: Path, output: str) -> None:
         m = json.loads(next((tmp / "runs").glob("*/metrics.json")).read_text())
-        assert m["fit"]["skipped_files"] == n, m["fit"]
+        assert m["fit"][f"skipped_{kind}"] == n, m["fit"]
+        if n:
+            assert len(m["data"][f"skipped_{kind}"]) == n and f"skipped {kind}" in output, output
     return check
 
 
 def _fitted(n_train_min: int = 1) -> Callable[[Path, str], None]:
     def check(tmp: Path, output: str) -> None:
         m = json.loads(next((tmp / "runs").glob("*/metrics.json")).read_text())
-        assert m["fit"]["skipped_files"] == 0 and m["data"]["n_train"] >= n_train_min, m
+        skipped = m["fit"].get("skipped_files", m["fit"].get("skipped_rows"))
+        assert skipped == 0 and m["data"]["n_train"] >= n_train_min, m
     return check
 
 
@@ -213,10 +217,22 @@ CASES: list[Case] = [
                                                          (t / "extra" / "top").rename(t / "tv" / "val" / "top"))
          and ["fit", str(t / "tv"), *FAST_IMG], error="top"),
     # ---- fit: tables ---------------------------------------------------------------
-    Case("fit", "CSV row with a missing label", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + "an orphan sentence,\n")), *FAST_TXT],
+    Case("fit", "CSV row with a missing label (skipped)", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + "an orphan sentence,\n")), *FAST_TXT],
+         check=_skipped(1, "rows")),
+    Case("fit", "CSV row with a missing label, --strict", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + "an orphan sentence,\n")), *FAST_TXT, "--strict"],
          error="t.csv:14: missing label in column 'label'"),
-    Case("fit", "empty text", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + ",sport\n")), *FAST_TXT],
+    Case("fit", "empty text (skipped)", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + ",sport\n")), *FAST_TXT],
+         check=_skipped(1, "rows")),
+    Case("fit", "empty text, --strict", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + ",sport\n")), *FAST_TXT, "--strict"],
          error="t.csv:14: empty text in column 'text'"),
+    Case("fit", "no row has a label", lambda t: ["fit", str(_table(t, "text,label\n" + "a sentence,\n" * 8)), *FAST_TXT],
+         error="t.csv: no usable row: all 8 rows"),
+    Case("fit", "a class whose every text is empty", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows() + " ,music\n,music\n")), *FAST_TXT],
+         error="t.csv: class 'music' has no usable row left"),
+    Case("fit", "semicolon-separated CSV with a UTF-8 BOM", lambda t: (t / "s.csv").write_bytes(
+        ("\ufefftext;label\n" + _good_rows().replace(",", ";")).encode("utf-8")) and ["fit", str(t / "s.csv"), *FAST_TXT], check=_fitted()),
+    Case("fit", "malformed JSONL line", lambda t: ["fit", str(_table(t, '{"text": "goal", "label": "sport"}\n\n{"text": "oven, "label": "food"}\n', "d.jsonl")), *FAST_TXT],
+         error="d.jsonl:3: not valid JSON"),
     Case("fit", "unknown label column", lambda t: ["fit", str(_table(t, "text,label\n" + _good_rows())), *FAST_TXT, "--label-col", "nope"],
          error="--label-col 'nope' is not a column"),
     Case("fit", "mixed label types (numbers and words)", _mixed_labels, error="mixed label types"),

@@ -3,35 +3,74 @@
 >>> import headstart
 >>> run = headstart.fit("photos/", model="timm:resnet18", strategy="linear")   # doctest: +SKIP
 >>> run.predict(["new.jpg"])                                                   # doctest: +SKIP
+
+``import headstart`` loads no torch: each public name is imported the first time it is used (PEP 562),
+so ``headstart --help`` and scripts that only read a config start at once.
 """
 
 from __future__ import annotations
 
+import importlib
 import os as _os
 import tempfile as _tempfile
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING, Any
 
 # Library-wide caches go to a temp dir unless the user chose otherwise (never their home).
 _os.environ.setdefault("MPLCONFIGDIR", str(_Path(_tempfile.gettempdir()) / "headstart-matplotlib"))
 _os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_Path(_tempfile.gettempdir()) / "headstart-torchinductor"))
 
-from .backbones import list_backbones  # noqa: E402
-from .config import FitConfig  # noqa: E402
-from .data import Dataset, load_data  # noqa: E402
+from .backbones import declare_family  # noqa: E402
 from .errors import HeadstartError  # noqa: E402
-from .run import Run, load_run  # noqa: E402
-from .tasks.compare import compare  # noqa: E402
-from .tasks.distance import distance  # noqa: E402
-from .tasks.fit import fit  # noqa: E402
-from .tasks.rank import rank  # noqa: E402
-from .training.strategies import list_strategies  # noqa: E402
+
+declare_family("run", f"{__name__}.run")  # `run:DIR`: the backbone of an earlier run (`headstart.run` registers it)
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_PUBLIC = {
+    "Dataset": "data",
+    "FitConfig": "config",
+    "Run": "run",
+    "compare": "tasks.compare",
+    "distance": "tasks.distance",
+    "fit": "tasks.fit",
+    "list_backbones": "backbones",
+    "list_strategies": "training.strategies",
+    "load_data": "data",
+    "load_run": "run",
+    "rank": "tasks.rank",
+}
+
+if TYPE_CHECKING:
+    from .backbones import list_backbones
+    from .config import FitConfig
+    from .data import Dataset, load_data
+    from .run import Run, load_run
+    from .tasks.compare import compare
+    from .tasks.distance import distance
+    from .tasks.fit import fit
+    from .tasks.rank import rank
+    from .training.strategies import list_strategies
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'headstart' has no attribute {name!r}")
+    # The strategies register first (with the adapters a saved run may need, e.g. LoRA, and FitConfig's options).
+    importlib.import_module(".training.strategies", __name__)
+    value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
 
 
 def load(path: str | _Path) -> Run:
     """Load a run directory written by `fit`."""
-    return load_run(path)
+    return __getattr__("load_run")(path)  # after the strategies, which register the adapters a run may need (LoRA)
 
 
 __all__ = [

@@ -51,8 +51,18 @@ def _user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"headstart {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks.")) -> None:
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     _state["debug"] = debug
 
 
@@ -435,6 +445,112 @@ def demo(
         table.add_row(r.budget, str(r.n_labeled), r.model, r.strategy, f"{r.accuracy:.3f}", f"{r.seconds:.1f}")
     out.print(table)
     out.print(f"runs: {out_dir}/  (each has report.html, metrics.json, model.safetensors)")
+
+
+# -- the machine and the disk ---------------------------------------------------------------
+@app.command("info", help="Versions, threads, device, native bf16, and where the caches are.")
+def info_cmd(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    import os
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    from . import __version__
+    from ._perf import bf16_supported
+    from .backbones._hub import cache_dir as hub_cache
+    from .features import default_cache_dir
+
+    def version_of(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    facts: dict[str, Any] = {"headstart": __version__, "python": platform.python_version()}
+    for dist in ("torch", "torchvision", "lightning", "timm", "transformers", "peft", "scikit-learn", "onnxruntime"):
+        facts[dist] = version_of(dist)
+    facts.update({
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch threads": torch.get_num_threads(),
+        "device": "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu",
+        "native bf16": bf16_supported(),
+        "feature cache": str(default_cache_dir().resolve()) + "  (HEADSTART_CACHE_DIR; `headstart cache`)",
+        "hub cache": hub_cache() + "  (HF_HUB_CACHE / HF_HOME)",
+        "torch compile cache": os.environ.get("TORCHINDUCTOR_CACHE_DIR", ""),
+        "matplotlib cache": os.environ.get("MPLCONFIGDIR", ""),
+    })
+    if as_json:
+        print(json.dumps(facts))
+        return
+    table = Table(title="headstart info", show_header=False)
+    for k, v in facts.items():
+        table.add_row(k, "yes" if v is True else "no" if v is False else str(v))
+    out.print(table)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            return next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        import platform
+
+        return platform.processor() or platform.machine()
+
+
+def _bytes(text: str) -> int:
+    """``500MB``, ``2G``, ``1.5GiB``, ``0`` -> bytes (powers of 1024)."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if m is None:
+        raise HeadstartError(f"option --max-size: {text!r} is not a size; give e.g. 500MB or 2GB")
+    return int(float(m.group(1)) * 1024 ** "bkmgt".index(m.group(2) or "b"))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""  # pragma: no cover
+
+
+@app.command("cache", help="List the feature cache (size, what each entry was made from, last use); --clear or "
+             "--max-size to free disk.")
+@_user_errors
+def cache_cmd(
+    clear: bool = typer.Option(False, "--clear", help="Remove every entry."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Remove the least recently used entries until the "
+                                           "cache holds at most this much (e.g. 2GB)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--dir", help="The cache folder (default: HEADSTART_CACHE_DIR, "
+                                             "else runs/.cache)."),
+) -> None:
+    import datetime as dt
+
+    from .features import cache_entries, default_cache_dir, remove_entries, trim_cache
+
+    folder = cache_dir or default_cache_dir()
+    if clear and max_size is not None:
+        raise HeadstartError("cache: give --clear or --max-size, not both")
+    if clear:
+        gone = cache_entries(folder)
+        out.print(f"removed {len(gone)} entries, {_size(remove_entries(gone))} freed, from {folder}")
+        return
+    if max_size is not None:
+        gone = trim_cache(_bytes(max_size), folder)
+        out.print(f"removed {len(gone)} least recently used entries, {_size(sum(e['bytes'] for e in gone))} freed")
+    entries = cache_entries(folder)
+    when = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+    table = Table(title=f"feature cache {folder}: {len(entries)} entries, {_size(sum(e['bytes'] for e in entries))}")
+    for col in ("key", "size", "model", "data", "what", "rows x dim", "created", "last used"):
+        table.add_column(col, justify="right" if col in ("size", "rows x dim") else "left")
+    for e in entries:
+        table.add_row(e["key"][:12], _size(e["bytes"]), e["model"], e["source"] or "?", e["tag"] or "features",
+                      "x".join(str(v) for v in e["shape"]), when(e["created"]), when(e["last_used"]))
+    out.print(table)
 
 
 def main() -> None:

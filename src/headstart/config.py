@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 AUGMENT_PRESETS = ("auto", "none", "light", "standard")
 HEADER_MODES = ("auto", "yes", "no")
@@ -54,6 +54,17 @@ def set_option_lookup(fn: Callable[[], dict[str, tuple[Any, list[str]]]]) -> Non
     _option_lookup = fn
 
 
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}
+
+
+def delimiter_char(value: str) -> str:
+    """``--delimiter``: one character, or its name (tab, comma, semicolon, pipe, space; ``\\t`` too)."""
+    char = DELIMITER_NAMES.get(value.lower(), value)
+    if len(char) != 1 or char in "\"\r\n":
+        raise _bad("delimiter", f"{value!r} is not one character; give e.g. ';', tab, comma, semicolon or pipe")
+    return char
+
+
 @dataclass
 class DataConfig:
     """What data, and how it is split."""
@@ -63,7 +74,10 @@ class DataConfig:
     text_col: str | None = _opt(None, "Text column of a table (default: auto-detected).")
     label_col: str | None = _opt(None, "Label column of a table (default: auto-detected).")
     header: str = _opt("auto", "Does the table have a header row: auto, yes, no.")
-    strict: bool = _opt(False, "Fail on the first unreadable file instead of skipping it with a warning.")
+    delimiter: str | None = _opt(None, "Field separator of a .csv/.tsv/.txt table: a character, or tab, comma, semicolon, "
+                                 "pipe (default: detected from the file).")
+    strict: bool = _opt(False, "Fail on the first unreadable file or table row (missing label, empty text) instead of "
+                        "skipping it with a warning.")
     seed: int = _opt(0, "Random seed: splits, init, shuffling. Same seed, same metrics on CPU.")
     val_fraction: float = _opt(
         0.15, "Fraction of the training data held out to choose epochs and hyper-parameters (never the reported split)."
@@ -82,6 +96,8 @@ class DataConfig:
             raise _bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9)")
         if self.header not in HEADER_MODES:
             raise _bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
+        if self.delimiter is not None:
+            self.delimiter = delimiter_char(self.delimiter)
         for name in ("train_size", "labels_per_class"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -260,7 +276,9 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
             d["options"] = {**(d.get("options") or {}), **moved}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys are listed by `headstart fit --help`")
+            hint = did_you_mean(unknown[0], sorted(known | set(strategy_opts)))
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; {hint}valid keys are listed by "
+                              "`headstart fit --help`")
         try:
             return cls(**d)
         except TypeError as e:  # pragma: no cover - dataclass signature errors

@@ -144,12 +144,14 @@ def extract(
     fn: Callable[[Any], torch.Tensor] | None = None,
     width: int | None = None,
     tag: str = "",
+    source: str = "",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Features of all items, from the cache when present. Returns (features, info).
 
     ``info`` has ``cached`` (bool), ``seconds`` and ``path``. By default the features
     are ``backbone.forward_features``; ``fn`` (output ``[B, width]``) caches another
-    function of the batch under its own ``tag`` (e.g. the output of frozen lower layers).
+    function of the batch under its own ``tag`` (e.g. the output of frozen lower layers). ``source`` names the
+    data for `headstart cache` (what an entry was made from).
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(backbone, data_fingerprint, tag)
@@ -159,6 +161,8 @@ def extract(
     if path.is_file():
         feats = np.load(path, mmap_mode="r")
         if feats.shape == (len(items), width):
+            with contextlib.suppress(OSError):  # "last used", for `headstart cache` and --max-size
+                os.utime(path.with_suffix(".json"))
             return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
     # Streamed into a memory-mapped temp file, renamed when complete: peak memory is one batch, not the
     # dataset, and an interrupted extraction leaves no half-written cache entry.
@@ -174,6 +178,56 @@ def extract(
     finally:
         tmp.unlink(missing_ok=True)
     feats = np.load(path, mmap_mode="r")  # memory-mapped: the pages are the OS's to keep or drop
-    meta = {"backbone": backbone.spec, "n": len(items), "dim": width, "tag": tag, "created": time.time()}
+    meta = {"backbone": backbone.spec, "source": source, "n": len(items), "dim": width, "tag": tag, "created": time.time()}
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
     return feats, {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}
+
+
+# -- the cache on disk: what `headstart cache` lists and trims ------------------------------------------
+def cache_entries(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Every cached array, most recently used first: key, path, bytes, what it was made from, created, last used."""
+    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "features"
+    entries = []
+    for npy in folder.glob("*.npy"):
+        if npy.name.startswith("."):
+            continue  # an extraction in progress (or killed): not an entry
+        meta_path = npy.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            used = meta_path.stat().st_mtime
+        except (OSError, ValueError):
+            meta, used = {}, npy.stat().st_mtime
+        spec = meta.get("backbone") or {}
+        model = f"{spec.get('kind', '?')}:{spec.get('name', '')}".rstrip(":")
+        entries.append({
+            "key": npy.stem, "path": str(npy), "bytes": npy.stat().st_size + (meta_path.stat().st_size if meta_path.is_file() else 0),
+            "model": model, "source": meta.get("source", ""), "tag": meta.get("tag", ""),
+            "shape": [meta.get("n"), meta.get("dim")], "created": meta.get("created", npy.stat().st_mtime), "last_used": used,
+        })
+    return sorted(entries, key=lambda e: -e["last_used"])
+
+
+def remove_entries(entries: list[dict[str, Any]]) -> int:
+    """Delete cache entries (array and description); returns the bytes freed."""
+    freed = 0
+    for e in entries:
+        npy = Path(e["path"])
+        for p in (npy, npy.with_suffix(".json")):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        freed += e["bytes"]
+    return freed
+
+
+def trim_cache(max_bytes: int, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Remove the least recently used entries until the cache holds at most ``max_bytes``; returns those removed."""
+    kept, total, removed = 0, 0, []
+    for e in cache_entries(cache_dir):  # most recently used first: keep while they fit
+        total += e["bytes"]
+        if total <= max_bytes:
+            kept += 1
+        else:
+            removed.append(e)
+    remove_entries(removed)
+    return removed
+

@@ -15,7 +15,8 @@ def test_tsv_with_header_label_first_crlf(tmp_path: Path) -> None:
     p = tmp_path / "sst.tsv"
     rows = ["label\tsentence"] + [f"{i % 2}\tsentence number {i} , with a comma" for i in range(10)]
     p.write_bytes("\r\n".join(rows).encode() + b"\r\n")
-    texts, labels, refs = read_table(p)
+    t = read_table(p)
+    texts, labels, refs = t.texts, t.labels, t.refs
     assert len(texts) == 10
     assert texts[0] == "sentence number 0 , with a comma"
     assert labels[:2] == ["0", "1"]
@@ -26,7 +27,8 @@ def test_headerless_tsv_label_first_is_detected(tmp_path: Path) -> None:
     # SMS spam's layout: no header, label<TAB>text.
     p = tmp_path / "sms.txt"
     p.write_text("ham\thello there how are you\nspam\tWIN a prize now call\nham\tsee you at eight\nham\tok\n")
-    texts, labels, refs = read_table(p)
+    t = read_table(p)
+    texts, labels, refs = t.texts, t.labels, t.refs
     assert labels == ["ham", "spam", "ham", "ham"]
     assert texts[1] == "WIN a prize now call"
     assert refs[0].endswith("sms.txt:1")
@@ -35,31 +37,36 @@ def test_headerless_tsv_label_first_is_detected(tmp_path: Path) -> None:
 def test_csv_columns_detected_and_overridable(tmp_path: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text("id,body,topic\n1,a long text about cats,pets\n2,another long text on dogs,pets\n3,stocks went up,money\n")
-    texts, labels, _ = read_table(p)
-    assert labels == ["pets", "pets", "money"] and texts[2] == "stocks went up"
-    texts, labels, _ = read_table(p, text_col="topic", label_col="id")
-    assert labels == ["1", "2", "3"]
+    t = read_table(p)
+    assert t.labels == ["pets", "pets", "money"] and t.texts[2] == "stocks went up"
+    assert t.decided["text"] == {"value": "body", "how": "detected: its name", "flag": "--text-col"}
+    t = read_table(p, text_col="topic", label_col="id")
+    assert t.labels == ["1", "2", "3"] and t.decided["label"]["how"] == "given"
 
 
 def test_unknown_column_names_columns(tmp_path: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text("text,label\nhi,a\nho,b\n")
-    with pytest.raises(DataError, match=r"--label-col 'lbl' is not a column; columns are: text, label"):
+    with pytest.raises(DataError, match=r"--label-col 'lbl' is not a column; did you mean 'label'\? columns are: text, label"):
         read_table(p, label_col="lbl")
 
 
-def test_missing_label_names_the_line(tmp_path: Path) -> None:
+def test_missing_label_is_skipped_and_strict_names_the_line(tmp_path: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text("text,label\nfine,a\nno label here,\nok,b\n")
-    with pytest.raises(DataError, match=r"t\.csv:3: missing label"):
-        read_table(p)
+    t = read_table(p)
+    assert t.texts == ["fine", "ok"] and t.refs[1].endswith("t.csv:4")
+    assert t.skipped == [(f"{p}:3", "missing label in column 'label'")]
+    with pytest.raises(DataError, match=r"t\.csv:3: missing label .*without --strict they are skipped"):
+        read_table(p, strict=True)
 
 
-def test_empty_text_names_the_line(tmp_path: Path) -> None:
+def test_empty_text_is_skipped_and_strict_names_the_line(tmp_path: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text('text,label\nfine,a\n"   ",b\nok,b\n')
+    assert read_table(p).skipped == [(f"{p}:3", "empty text in column 'text'")]
     with pytest.raises(DataError, match=r"t\.csv:3: empty text"):
-        read_table(p)
+        read_table(p, strict=True)
 
 
 def test_jsonl_and_parquet(tmp_path: Path) -> None:
@@ -67,8 +74,8 @@ def test_jsonl_and_parquet(tmp_path: Path) -> None:
     df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
     df.to_parquet(tmp_path / "d.parquet")
     for name in ("d.jsonl", "d.parquet"):
-        texts, labels, _ = read_table(tmp_path / name)
-        assert texts == df.text.tolist() and labels == ["1", "0", "1", "0"]
+        t = read_table(tmp_path / name)
+        assert t.texts == df.text.tolist() and t.labels == ["1", "0", "1", "0"]
 
 
 def test_single_class_is_an_error(tmp_path: Path) -> None:

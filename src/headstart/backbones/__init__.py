@@ -8,28 +8,44 @@
 ``run:DIR``    the adapted backbone of an earlier run (registered by `headstart.run`, which reads runs)
 ``scratch:A``  small random-init baselines: ``cnn``, ``bow``
 =============  ===========================================================
+
+Importing this package loads no torch: the registry is plain Python, each family's module is imported when a
+model string first names it, and the torch-backed names below (`Backbone`, `Batcher`, ...) on first access.
 """
 
-from . import py_factory, scratch, text, timm_  # noqa: F401  (registration)
-from ._base import (
-    Backbone,
-    Batcher,
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._registry import (
     build_backbone,
-    default_layer_groups,
+    declare_family,
     list_backbones,
-    load_state_dict_file,
     parse_model,
     rebuild_backbone,
     register_adapter,
     register_backbone,
     register_rebuild,
-    unpickling_reason,
 )
+
+for _prefix, _module in (("timm", "timm_"), ("hf", "text"), ("minilm", "text"), ("py", "py_factory"), ("scratch", "scratch")):
+    declare_family(_prefix, f"{__name__}.{_module}")
+
+_FROM_BASE = ("Backbone", "Batcher", "default_layer_groups", "load_state_dict_file", "unpickling_reason")
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the torch-backed names load `_base` when first used
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module(f"{__name__}._base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Backbone",
     "Batcher",
     "build_backbone",
+    "declare_family",
     "default_layer_groups",
     "list_backbones",
     "load_state_dict_file",

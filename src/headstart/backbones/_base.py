@@ -1,4 +1,4 @@
-"""The `Backbone` interface, the registry of source families, safe weight loading."""
+"""The `Backbone` interface and safe weight loading (the registry of families is torch-free, in `_registry`)."""
 
 from __future__ import annotations
 
@@ -12,84 +12,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..errors import ConfigError, HeadstartError, did_you_mean
-
-_REGISTRY: dict[str, Callable[..., Backbone]] = {}
-_REBUILD: dict[str, Callable[..., Backbone]] = {}
-_ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
-
-
-def register_backbone(prefix: str):
-    """Register a builder for ``<prefix>:<name>`` model strings; duplicate prefixes are an error."""
-
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if prefix in _REGISTRY:
-            raise ValueError(f"backbone prefix {prefix!r} is already registered")
-        _REGISTRY[prefix] = fn
-        return fn
-
-    return deco
-
-
-def register_rebuild(kind: str):
-    """Register how a saved backbone of ``spec["kind"] == kind`` is rebuilt without source weights."""
-
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if kind in _REBUILD:
-            raise ValueError(f"rebuild for {kind!r} is already registered")
-        _REBUILD[kind] = fn
-        return fn
-
-    return deco
-
-
-def register_adapter(key: str):
-    """Register how adapters recorded in ``spec[key]`` are put back into a rebuilt backbone (a strategy that
-    wraps the network, e.g. LoRA, registers it in its own file)."""
-
-    def deco(fn: Callable[[Backbone, dict[str, Any]], None]) -> Callable[[Backbone, dict[str, Any]], None]:
-        if key in _ADAPTERS:
-            raise ValueError(f"adapter {key!r} is already registered")
-        _ADAPTERS[key] = fn
-        return fn
-
-    return deco
-
-
-def list_backbones() -> list[str]:
-    """The registered prefixes (``timm``, ``hf``, ``minilm``, ``py``, ``run``, ``scratch``)."""
-    return sorted(_REGISTRY)
-
-
-def parse_model(model: str) -> tuple[str, str]:
-    prefix, _, rest = model.partition(":")
-    if prefix not in _REGISTRY:
-        raise ConfigError(
-            f"option --model: {model!r} has no known prefix; {did_you_mean(prefix, list_backbones())}use one of "
-            + ", ".join(f"{p}:" if p not in ("minilm",) else p for p in list_backbones())
-        )
-    return prefix, rest
-
-
-def build_backbone(model: str, *, weights: str | None = None, pretrained: bool = True) -> Backbone:
-    """Create the backbone named by a model string, with its source weights."""
-    prefix, rest = parse_model(model)
-    return _REGISTRY[prefix](rest, weights=weights, pretrained=pretrained)
-
-
-def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
-    """The architecture of a saved backbone, without source weights (a run loads its own)."""
-    kind = spec["kind"]
-    if kind in _REBUILD:
-        backbone = _REBUILD[kind](spec, assets)
-    else:
-        backbone = _REGISTRY[kind](spec.get("name", ""), weights=None, pretrained=False)
-    if spec.get("pool", "avg") != "avg":
-        backbone.set_pool(spec["pool"])
-    for key, rebuild in _ADAPTERS.items():  # adapters saved unmerged: the same modules get them again
-        if spec.get(key):
-            rebuild(backbone, spec[key])
-    return backbone
+from ..errors import ConfigError, HeadstartError
 
 
 class Batcher:

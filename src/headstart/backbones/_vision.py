@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2 as T
 
 from ..errors import ConfigError
 from ._base import Backbone, Batcher
@@ -50,6 +48,9 @@ def build_transform(cfg: dict[str, Any], train: bool, augment: str, part: str = 
     horizontal flip), ``standard`` (+ shear, zoom via the crop scale, and colour
     jitter): the augmentation classic transfer-learning recipes use.
     """
+    from torchvision.transforms import InterpolationMode  # here: a text fit that imports this module needs no torchvision
+    from torchvision.transforms import v2 as T
+
     _, h, w = cfg["input_size"]
     interp = InterpolationMode.BICUBIC if cfg["interpolation"] == "bicubic" else InterpolationMode.BILINEAR
     tail = [T.ToDtype(torch.float32, scale=True), T.Normalize(cfg["mean"], cfg["std"])]

@@ -29,7 +29,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import HeadstartError
-from ._base import load_into, load_state_dict_file, register_backbone, register_rebuild
+from ._base import load_into, load_state_dict_file
+from ._registry import register_backbone, register_rebuild
 from ._vision import ImageBackbone, data_config_of
 
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from ._base import Backbone, Batcher, register_backbone, register_rebuild
+from ._base import Backbone, Batcher
+from ._registry import register_backbone, register_rebuild
 from ._vision import ImageBackbone
 
 ARCHS = ("cnn", "cnn-w<width>", "bow")

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from ..errors import HeadstartError
-from ._base import Backbone, Batcher, register_backbone, register_rebuild
+from . import _hub
+from ._base import Backbone, Batcher
+from ._registry import register_backbone, register_rebuild
 
 
 class TextBatcher(Batcher):
@@ -98,12 +100,21 @@ def _load(name_or_dir: str, pretrained: bool, spec: dict[str, Any]) -> HFTextBac
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    source = name_or_dir
+    if not Path(name_or_dir).expanduser().is_dir():
+        cached = _hub.cached_file(name_or_dir, ("config.json",))
+        if cached is None and not _hub.hub_reachable():
+            raise _hub.unreachable(f"hf:{name_or_dir}", name_or_dir, "give a local model folder (hf:/path/to/dir) or "
+                                   "use `minilm`, which needs no network")
+        # A model already in the local cache loads from its snapshot folder: no request at all (transformers
+        # still asks the hub for optional files such as adapter_config.json, retrying for ~30 s, offline).
+        source = str(Path(cached).parent) if cached is not None else name_or_dir
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+        tokenizer = AutoTokenizer.from_pretrained(source)
         if pretrained:
-            model = AutoModel.from_pretrained(name_or_dir)
+            model = AutoModel.from_pretrained(source)
         else:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(name_or_dir))
+            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
     except OSError as e:
         raise HeadstartError(
             f"hf:{name_or_dir}: cannot load it ({str(e).splitlines()[0]}); give a local model folder, "

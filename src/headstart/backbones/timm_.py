@@ -7,8 +7,10 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import HeadstartError
-from ._base import load_into, load_state_dict_file, register_backbone, register_rebuild
+from ..errors import HeadstartError, did_you_mean
+from . import _hub
+from ._base import load_into, load_state_dict_file
+from ._registry import register_backbone, register_rebuild
 from ._vision import ImageBackbone, data_config_of
 
 
@@ -37,16 +39,36 @@ class TimmBackbone(ImageBackbone):
         return _timm_groups(self.net)
 
 
+def _local_hub_weights(name: str) -> dict[str, str] | None:
+    """The cached hub weights as a file to load (no network at all), None to download them, or an error at
+    once when they are not cached and the hub cannot be reached."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(name)
+    repo = getattr(cfg, "hf_hub_id", None)
+    if repo:
+        found = _hub.cached_file(repo, ("model.safetensors", "pytorch_model.bin"))
+        if found:
+            return {"file": found}
+    if not _hub.hub_reachable():
+        raise _hub.unreachable(f"timm:{name}", repo or getattr(cfg, "url", None) or name,
+                               "pass --weights FILE for a local checkpoint, or --no-pretrained for random init")
+    return None
+
+
 def _make(name: str, *, weights: str | None, pretrained: bool) -> TimmBackbone:
     import timm  # here, not at import: a py: or text model does not pay for it
 
     if not name:
         raise HeadstartError("option --model: give a timm model name, e.g. timm:resnet18 (see timm.list_models())")
-    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
-        raise HeadstartError(f"option --model: timm has no model {name!r}; search with timm.list_models('*{name[:6]}*')")
+    known = timm.list_models()
+    if name not in known and name.split(".")[0] not in known:
+        raise HeadstartError(f"option --model: timm has no model {name!r}; {did_you_mean(name, known, 'timm:{}')}"
+                             f"search with timm.list_models('*{name[:6]}*')")
     use_hub = pretrained and weights is None
+    overlay = _local_hub_weights(name) if use_hub else None
     try:
-        net = timm.create_model(name, pretrained=use_hub)
+        net = timm.create_model(name, pretrained=use_hub, **({"pretrained_cfg_overlay": overlay} if overlay else {}))
     except Exception as e:  # hub unreachable, gated model, ...
         raise HeadstartError(
             f"timm:{name}: could not fetch pretrained weights ({e.__class__.__name__}); "

@@ -50,6 +50,7 @@ def _finish(
     n_val_given: int,
     n_test_given: int,
     skipped: list[tuple[str, str]],
+    decided: dict[str, dict[str, str]],
     *,
     seed: int,
     val_fraction: float,
@@ -60,7 +61,8 @@ def _finish(
 ) -> Dataset:
     """Encode labels and decide splits. Items are ordered pool, given val, given test.
 
-    ``where`` (the folder or file read) names the data in error messages.
+    ``where`` (the folder or file read) names the data in error messages. ``decided``: what the reader chose
+    (columns, separator, ...: see `Table`); the task is added here.
     """
     where = where or name
     if modality == "text":
@@ -85,10 +87,12 @@ def _finish(
         items, y = [items[i] for i in used], y[used]
         refs, keys = [refs[i] for i in used], [keys[i] for i in used]
         train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
+    task = task_of(classes)
+    decided = {**decided, "task": {"value": task, "how": f"detected: {len(classes)} classes", "flag": ""}}
     ds = Dataset(
         modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,
-        task=task_of(classes), skipped=skipped,
+        task=task, skipped=skipped, decided=decided,
     )
     check_labels_in_train(ds)
     return ds
@@ -122,19 +126,21 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
         counts.append(n)
     for cls in sorted({lab for _, lab in order[0]} - set(labels[: counts[0]])):
         raise DataError(f"{root}: every image of class {cls!r} was unreadable; fix or remove that class folder")
-    return _finish("image", root.name, items, labels, refs, keys, counts[0], counts[1], counts[2], skipped,
+    decided = {"label": {"value": "class sub-folder names", "how": "folder layout", "flag": ""}}
+    return _finish("image", root.name, items, labels, refs, keys, counts[0], counts[1], counts[2], skipped, decided,
                    where=str(root), **split_kw)
 
 
-def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: str | None, header: str, **split_kw) -> Dataset:
-    texts, labels, refs = read_table(path, text_col, label_col, header)
+def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: str | None, header: str,
+                delimiter: str | None, strict: bool, **split_kw) -> Dataset:
+    table = read_table(path, text_col, label_col, header, delimiter, strict)
+    texts, labels, refs, skipped = table.texts, table.labels, table.refs, table.skipped
     n_test = 0
-    if test is not None:
-        t2, l2, r2 = read_table(test, text_col, label_col, header)
-        texts, labels, refs, n_test = texts + t2, labels + l2, refs + r2, len(t2)
-    keys = texts
-    return _finish("text", path.stem, texts, labels, refs, list(keys), len(texts) - n_test, 0, n_test, [],
-                   where=str(path), **split_kw)
+    if test is not None:  # its columns are detected on their own: SST-2's dev.tsv names them differently from train.tsv
+        t2 = read_table(test, text_col, label_col, header, delimiter, strict)
+        texts, labels, refs, skipped, n_test = texts + t2.texts, labels + t2.labels, refs + t2.refs, skipped + t2.skipped, len(t2.texts)
+    return _finish("text", path.stem, texts, labels, refs, list(texts), len(texts) - n_test, 0, n_test, skipped,
+                   table.decided, where=str(path), **split_kw)
 
 
 def demo_table_path() -> Path:
@@ -151,9 +157,10 @@ def _load_builtin(name: str, **split_kw) -> Dataset:
         labels = [str(int(t)) for t in d.target]
         refs = [f"digits[{i}]" for i in range(len(imgs))]
         keys = [f"sklearn-digits:{i}" for i in range(len(imgs))]
-        return _finish("image", "digits", imgs, labels, refs, keys, len(imgs), 0, 0, [], **split_kw)
+        decided = {"label": {"value": "the digit", "how": "built-in", "flag": ""}}
+        return _finish("image", "digits", imgs, labels, refs, keys, len(imgs), 0, 0, [], decided, **split_kw)
     path = demo_table_path()
-    return _load_table(path, None, "text", "label", "yes", **split_kw)
+    return _load_table(path, None, "text", "label", "yes", None, True, **split_kw)
 
 
 def load_data(
@@ -163,6 +170,7 @@ def load_data(
     text_col: str | None = None,
     label_col: str | None = None,
     header: str = "auto",
+    delimiter: str | None = None,
     strict: bool = False,
     seed: int = 0,
     val_fraction: float = 0.15,
@@ -187,7 +195,7 @@ def load_data(
     if p.is_dir():
         return _load_images(p, test_p, strict, **split_kw)
     if p.suffix.lower() in TABLE_EXTENSIONS:
-        return _load_table(p, test_p, text_col, label_col, header, **split_kw)
+        return _load_table(p, test_p, text_col, label_col, header, delimiter, strict, **split_kw)
     raise DataError(
         f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
         f"({', '.join(sorted(TABLE_EXTENSIONS))})"

@@ -38,7 +38,8 @@ class Dataset:
     test_idx: np.ndarray
     name: str = "data"
     task: str = "multiclass"
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (ref, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (ref, reason): unreadable files, unusable rows
+    decided: dict[str, dict[str, str]] = field(default_factory=dict)  # what the reader chose (see data.Table)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -75,6 +76,7 @@ class Dataset:
             "n_test": int(len(self.test_idx)),
             "train_counts": counts(self.train_idx),
             "skipped": len(self.skipped),
+            "decided": self.decided,
         }
 
 

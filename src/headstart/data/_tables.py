@@ -17,30 +17,83 @@ file, so an error message points at the line an editor shows.
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DataError
+from .._progress import warn
+from ..errors import DataError, did_you_mean
 
 if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
     import pandas as pd
 
 TEXT_NAMES = ("text", "sentence", "content", "review", "message", "document", "body", "tweet", "comment", "sms", "question")
 LABEL_NAMES = ("label", "labels", "class", "target", "category", "y", "sentiment", "tag")
+DELIMITER_SHOWN = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe", " ": "space"}
 TABLE_EXTENSIONS = {".csv", ".tsv", ".tab", ".txt", ".jsonl", ".ndjson", ".json", ".parquet", ".pq"}
 
 
-def _read_raw(path: Path, header: bool) -> pd.DataFrame:
+DELIMITERS = ",;\t|"  # what `--delimiter`-less reading considers, for .csv/.tsv/.txt
+SNIFF_BYTES = 64 * 1024
+
+
+def sniff_delimiter(path: Path) -> str:
+    """The field separator of a delimited text file: comma, semicolon, tab or pipe.
+
+    `csv.Sniffer` on the first 64 KiB, limited to those four: it picks the character whose count per line is
+    most consistent, so commas inside the texts of a semicolon file do not win. Undecided: the extension's
+    default (comma for .csv, tab otherwise).
+    """
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        sample = fh.read(SNIFF_BYTES)
+    if len(sample) == SNIFF_BYTES:  # do not judge a cut-off last line
+        sample = sample[: sample.rfind("\n") + 1] or sample
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return "," if path.suffix.lower() == ".csv" else "\t"
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    """One JSON object per line; a bad line is named by its line number (pandas reports a character offset)."""
+    import json
+
+    import pandas as pd
+
+    records, lines = [], []
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: not valid JSON ({e.msg}, column {e.colno}); each line must be one "
+                                "JSON object, e.g. {\"text\": \"...\", \"label\": \"...\"}") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{n}: a JSON {type(rec).__name__}, not an object; each line must be one "
+                                "JSON object with the text and label fields")
+            records.append(rec)
+            lines.append(n)
+    df = pd.DataFrame.from_records(records).astype(object)
+    df.attrs["lines"] = lines  # each row's line in the file, for messages
+    return df
+
+
+def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.DataFrame:
+    """The file as a table of strings (Parquet/JSON keep their own types). ``delimiter``: None = sniffed."""
     import pandas as pd  # here, not at import: image-only commands do not pay for it
 
     ext = path.suffix.lower()
     try:
         if ext in (".parquet", ".pq"):
             return pd.read_parquet(path).astype(object)
-        if ext in (".jsonl", ".ndjson", ".json"):
-            return pd.read_json(path, lines=ext != ".json", dtype=False).astype(object)
-        sep = "," if ext == ".csv" else "\t"
-        quoting = csv.QUOTE_MINIMAL if ext == ".csv" else csv.QUOTE_NONE
+        if ext in (".jsonl", ".ndjson"):
+            return _read_jsonl(path)
+        if ext == ".json":
+            return pd.read_json(path, dtype=False).astype(object)
+        sep = delimiter or sniff_delimiter(path)
+        quoting = csv.QUOTE_MINIMAL if ext == ".csv" or sep != "\t" else csv.QUOTE_NONE
         return pd.read_csv(
             path,
             sep=sep,
@@ -48,14 +101,15 @@ def _read_raw(path: Path, header: bool) -> pd.DataFrame:
             dtype=str,
             keep_default_na=False,
             quoting=quoting,
-            encoding="utf-8",
+            encoding="utf-8-sig",  # a byte-order mark (what spreadsheets save) is not part of the first column's name
             encoding_errors="replace",
             skip_blank_lines=True,
             on_bad_lines="error",
         )
     except (pd.errors.ParserError, ValueError, UnicodeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise DataError(f"{path}: cannot read as a {ext or 'text'} table ({first}); check the delimiter and quoting") from None
+        raise DataError(f"{path}: cannot read as a {ext or 'text'} table ({first}); check the quoting, or give the "
+                        "separator with --delimiter") from None
 
 
 def _is_structured(path: Path) -> bool:
@@ -70,13 +124,17 @@ def _by_name(cols: list[str], names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _guess_columns(df: pd.DataFrame, text_col: str | None, label_col: str | None, where: Path | str = "table") -> tuple[str, str]:
+def _guess_columns(df: pd.DataFrame, text_col: str | None, label_col: str | None,
+                   where: Path | str = "table") -> tuple[str, str, str, str]:
+    """(text column, label column, how each was chosen): given, by its name, or by its content."""
     cols = list(df.columns)
     if len(cols) < 2:
         raise DataError(f"{where}: the table has a single column; it needs a text column and a label column "
-                        "(check the delimiter: .csv is comma-separated, .tsv/.txt tab-separated)")
+                        "(if the file has several, give the separator with --delimiter)")
     text = text_col if text_col is not None else _by_name([str(c) for c in cols], TEXT_NAMES)
     label = label_col if label_col is not None else _by_name([str(c) for c in cols], LABEL_NAMES)
+    how_text = "given" if text_col is not None else "detected: its name" if text is not None else "detected: longest texts"
+    how_label = "given" if label_col is not None else "detected: its name" if label is not None else "detected: fewest distinct values"
     as_str = df.astype(str)
     if text is None:
         rest = [c for c in cols if c != label]
@@ -84,7 +142,7 @@ def _guess_columns(df: pd.DataFrame, text_col: str | None, label_col: str | None
     if label is None:
         rest = [c for c in cols if c != text]
         label = min(rest, key=lambda c: as_str[c].nunique())
-    return text, label
+    return text, label, how_text, how_label
 
 
 def _resolve_col(df: pd.DataFrame, name: str | None, option: str, path: Path) -> str | None:
@@ -95,8 +153,8 @@ def _resolve_col(df: pd.DataFrame, name: str | None, option: str, path: Path) ->
         return name
     if name.isdigit() and int(name) in df.columns:
         return int(name)  # type: ignore[return-value]
-    cols = ", ".join(str(c) for c in df.columns)
-    raise DataError(f"{path}: {option} {name!r} is not a column; columns are: {cols}")
+    cols = [str(c) for c in df.columns]
+    raise DataError(f"{path}: {option} {name!r} is not a column; {did_you_mean(name, cols)}columns are: {', '.join(cols)}")
 
 
 def _check_file(path: Path) -> None:
@@ -112,51 +170,115 @@ def _check_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     return df
 
 
-def read_table(
-    path: Path, text_col: str | None = None, label_col: str | None = None, header: str = "auto"
-) -> tuple[list[str], list[str], list[str]]:
-    """Return (texts, labels, refs) of a labeled text table; refs are ``file:line``."""
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or str(v).strip() == ""
+
+
+@dataclass
+class Table:
+    """A labeled text table as read: the usable rows, the rows skipped and what was decided about the file.
+
+    ``decided`` maps text/label/delimiter/header to ``{"value", "how", "flag"}``: the choice, whether it was
+    given or detected (and from what), and the flag that overrides it. Fits show it in their summary,
+    metrics.json and report.
+    """
+
+    texts: list[str]
+    labels: list[str]
+    refs: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
+    decided: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def read_table(path: Path, text_col: str | None = None, label_col: str | None = None, header: str = "auto",
+               delimiter: str | None = None, strict: bool = False) -> Table:
+    """Read a labeled text table; refs are ``file:line`` (the line an editor shows).
+
+    A row with a missing label or an empty text is skipped, with one warning naming up to 10 of them (the
+    same policy as unreadable images); ``strict`` makes the first one an error. No usable row at all, or a
+    class whose every row was skipped, is an error either way.
+    """
     _check_file(path)
     structured = _is_structured(path)
+    sep = None if structured else (delimiter or sniff_delimiter(path))
     if structured:
         df = _read_raw(path, header=True)
         first_line = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 0
-        has_header = False
+        has_header = True
     elif header == "auto":
-        df = _read_raw(path, header=False)
+        df = _read_raw(path, header=False, delimiter=sep)
         first = {str(v).strip().lower() for v in df.iloc[0].tolist()}
         named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(
             c is not None and not c.isdigit() for c in (text_col, label_col))
         if named:
             has_header = True
         else:
-            _, guess_label = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None, path)
+            _, guess_label, _, _ = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None, path)
             col = df[guess_label].astype(str)
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
         if has_header:
-            df = _read_raw(path, header=True)
+            df = _read_raw(path, header=True, delimiter=sep)
         first_line = 2 if has_header else 1
     else:
         has_header = header == "yes"
-        df = _read_raw(path, header=has_header)
+        df = _read_raw(path, header=has_header, delimiter=sep)
         first_line = 2 if has_header else 1
     _check_rows(df, path)
     tc = _resolve_col(df, text_col, "--text-col", path)
     lc = _resolve_col(df, label_col, "--label-col", path)
-    tcol, lcol = _guess_columns(df, tc, lc, path)
+    tcol, lcol, how_text, how_label = _guess_columns(df, tc, lc, path)
     if tcol == lcol:
         raise DataError(f"{path}: text and label columns are both {tcol!r}; set --text-col and --label-col")
-    texts, labels, refs = [], [], []
+    table = Table([], [], [], decided={
+        "text": {"value": str(tcol), "how": how_text, "flag": "--text-col"},
+        "label": {"value": str(lcol), "how": how_label, "flag": "--label-col"},
+    })
+    if sep is not None:
+        table.decided["delimiter"] = {"value": DELIMITER_SHOWN.get(sep, sep), "how": "given" if delimiter else "detected",
+                                      "flag": "--delimiter"}
+        table.decided["header"] = {"value": "yes" if has_header else "no",
+                                   "how": "given" if header != "auto" else "detected", "flag": "--header"}
+    lost_labels = set()
+    lines = df.attrs.get("lines") or [i + first_line if first_line else None for i in range(len(df))]
     for i, (t, lab) in enumerate(zip(df[tcol].tolist(), df[lcol].tolist())):
-        ref = f"{path}:{i + first_line}" if first_line else f"{path}:row {i}"
-        if lab is None or (isinstance(lab, float) and lab != lab) or str(lab).strip() == "":
-            raise DataError(f"{ref}: missing label in column {lcol!r}; fill it in or delete the row")
-        if t is None or (isinstance(t, float) and t != t) or str(t).strip() == "":
-            raise DataError(f"{ref}: empty text in column {tcol!r}; fill it in or delete the row")
-        texts.append(str(t))
-        labels.append(str(lab).strip())
-        refs.append(ref)
-    return texts, labels, refs
+        ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
+        if _blank(lab):
+            table.skipped.append((ref, f"missing label in column {lcol!r}"))
+        elif _blank(t):
+            table.skipped.append((ref, f"empty text in column {tcol!r}"))
+            lost_labels.add(str(lab).strip())
+        else:
+            table.texts.append(str(t))
+            table.labels.append(str(lab).strip())
+            table.refs.append(ref)
+    if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
+        warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
+             f"with the fewest distinct values, as the label and {tcol!r} as the text; --label-col/--text-col to choose")
+    _rows_policy(table, path, strict, lost_labels)
+    return table
+
+
+def _rows_policy(table: Table, path: Path, strict: bool, lost_labels: set[str]) -> None:
+    """Errors first (strict, nothing usable, a class emptied), else one warning for the rows skipped."""
+    bad = table.skipped
+    if not bad:
+        return
+    if strict:
+        ref, why = bad[0]
+        raise DataError(f"{ref}: {why}; fill it in or delete the row ({len(bad)} such row(s); without --strict "
+                        "they are skipped with a warning)")
+    if not table.texts:
+        raise DataError(f"{path}: no usable row: all {len(bad)} rows have a missing label or an empty text "
+                        f"(e.g. {bad[0][0]}: {bad[0][1]})")
+    lost = sorted(lost_labels - set(table.labels))
+    if lost:
+        rows = [r for r, why in bad if why.startswith("empty")][:3]
+        raise DataError(f"{path}: class {lost[0]!r} has no usable row left: its rows have an empty text (e.g. "
+                        f"{', '.join(rows)}); fill the texts in or remove the class")
+    shown = ", ".join(f"{ref} ({why})" for ref, why in bad[:10])
+    more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+    warn(f"skipped {len(bad)} row(s) of {path} with a missing label or an empty text: {shown}{more}; "
+         "--strict makes them an error")
 
 
 def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list[str]]:

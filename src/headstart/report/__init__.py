@@ -2,9 +2,10 @@
 
 from ._compare import plot_data_efficiency, write_compare_report
 from ._choose import plot_domains, plot_rank, write_distance_report, write_rank_report
-from ._run import page_head, plot_confusion, plot_learning_curves, write_report
+from ._run import decided_rows, page_head, plot_confusion, plot_learning_curves, write_report
 
 __all__ = [
+    "decided_rows",
     "page_head",
     "plot_data_efficiency",
     "plot_confusion",

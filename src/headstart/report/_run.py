@@ -90,6 +90,15 @@ def strategy_sections(report: dict[str, Any] | None) -> str:
     return "".join(out)
 
 
+def decided_rows(decided: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+    """What the reader chose about the data (columns, separator, header, task), how, and the flag to change it."""
+    rows = []
+    for what, d in decided.items():
+        how = d["how"] + (f"; {d['flag']} to change" if d.get("flag") and d["how"] != "given" else "")
+        rows.append((f"{what}{' column' if what in ('text', 'label', 'image') else ''}", f"{d['value']} ({how})"))
+    return rows
+
+
 def _table(rows: dict[str, Any]) -> str:
     cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{cells}</table>"
@@ -121,6 +130,7 @@ selection split carved from the training data.</p>
 {strategy_sections(metrics.get("report"))}
 <h2>Set-up</h2>{_table(setup)}
 <h2>Data</h2>{_table(data)}
+<h3>What was decided about the data</h3>{_table(dict(decided_rows(data_summary.get("decided", {}))))}
 <h2>Fit</h2>{_table(fit)}
 <h2>Plots</h2>{plots}
 </body></html>"""

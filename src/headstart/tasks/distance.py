@@ -115,7 +115,7 @@ def distance(
 def _features(backbone: Any, ds: Dataset, folder: Path, batch_size: int, role: str) -> np.ndarray:
     if backbone.modality != ds.modality:
         raise ConfigError(f"option --model: {kind_of(backbone.modality)} cannot embed the {role} data ({ds.modality}s)")
-    feats, _ = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size)
+    feats, _ = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size, source=ds.name)
     return feats
 
 

@@ -36,7 +36,7 @@ from ..errors import ConfigError, HeadstartError, kind_of
 from ..evaluate import compute_metrics
 from ..features import default_cache_dir, head_outputs, predict_outputs
 from ..heads import make_head
-from ..report import plot_confusion, plot_learning_curves, write_report
+from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
 from ..run import Run, dump_config, load_run, save_model, write_history, write_json
 from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
@@ -161,13 +161,14 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         outcome = strategy.finish(ctx)
 
     metrics = _evaluate(ctx, strategy)
+    skipped = "skipped_rows" if ds.modality == "text" else "skipped_files"  # unusable table rows / unreadable files
     metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info,
-                      "wall_seconds": round(time.perf_counter() - t_start, 2), "skipped_files": len(ds.skipped)}
+                      "wall_seconds": round(time.perf_counter() - t_start, 2), skipped: len(ds.skipped)}
     metrics["data"] = ds.summary()
     if predicted:
         metrics["predicted"] = predicted
     if ds.skipped:
-        metrics["data"]["skipped_files"] = [{"file": f, "reason": r} for f, r in ds.skipped]
+        metrics["data"][skipped] = [{"where": f, "reason": r} for f, r in ds.skipped]
     _write(ctx, metrics, outcome, record)
     return Fitted(out, metrics)
 
@@ -225,6 +226,7 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
         ("examples train / select / report", f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"),
         ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
     ]
+    rows.extend(decided_rows(data.get("decided", {})))
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
         if k in test:
             rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
@@ -236,7 +238,7 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     if "val" in m:
         rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
     rows.extend((str(k), str(v)) for k, v in m.get("report", {}).get("summary", []))
-    for k in ("kept_epoch", "epochs_run", "precision", "samples_per_second", "wall_seconds", "skipped_files"):
+    for k in ("kept_epoch", "epochs_run", "precision", "samples_per_second", "wall_seconds", "skipped_files", "skipped_rows"):
         if k in fit_info:
             rows.append((k.replace("_", " "), str(fit_info[k])))
     if "mfu" in fit_info:

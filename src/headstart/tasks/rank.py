@@ -198,7 +198,7 @@ def rank(
         if backbone.modality != ds.modality:
             raise ConfigError(f"option --models: {cand.model} is {kind_of(backbone.modality)} but the data holds {ds.modality}s")
         fingerprints[cand.label] = backbone.fingerprint
-        feats, finfo = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size)
+        feats, finfo = extract(backbone, ds.items, ds.fingerprint(), folder, batch_size=batch_size, source=ds.name)
         part = np.asarray(feats[pool])
         probs = _source_probs(backbone, part)
         feats = part.astype(np.float64)

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the strategies' registry imports this without torch
+    import numpy as np
+    import torch
+    from torch import nn
 
-if TYPE_CHECKING:
     from ..backbones import Backbone
     from ..config import FitConfig
     from ..data import Dataset

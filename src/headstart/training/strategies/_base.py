@@ -26,15 +26,16 @@ from __future__ import annotations
 from dataclasses import Field, dataclass, field, fields
 import typing
 from collections.abc import Callable
-from typing import Any, ClassVar
-
-import numpy as np
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...config import FitConfig, set_option_lookup
 from ...errors import ConfigError, did_you_mean
 from ..protocol import FitContext
+
+if TYPE_CHECKING:  # torch is imported where used: listing strategies and `fit --help` do not load it
+    import numpy as np
+    import torch
+    from torch import nn
 
 _STRATEGIES: dict[str, type[Strategy]] = {}
 
@@ -216,6 +217,8 @@ class Strategy:
 
     @staticmethod
     def set_bn_eval(modules: list[nn.Module]) -> None:
+        from torch import nn
+
         for m in modules:
             for sub in m.modules():
                 if isinstance(sub, nn.modules.batchnorm._BatchNorm):

@@ -183,7 +183,7 @@ class FrozenPrefix:
         train_key = hashlib.sha256(np.asarray(data.train_idx, dtype=np.int64).tobytes()).hexdigest()[:12]
         n_units = len(self.units)
         return extract(self.backbone, items, f"{data.fingerprint()}|train={train_key}", cache_dir, batch_size,
-                       fn=upto_boundary, width=width, tag=f"frozen-prefix:{n_units}:{self.shape}")
+                       fn=upto_boundary, width=width, tag=f"frozen-prefix:{n_units}:{self.shape}", source=data.name)
 
     def batcher(self, cache_file: str) -> _Rows:
         return _Rows(cache_file, self.shape, self.backbone.memory_format)

@@ -27,21 +27,19 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...config import _opt
 from ...data import TABLE_EXTENSIONS, file_key
 from ...errors import ConfigError
-from ...evaluate import compute_metrics
-from ...features import extract, predict_outputs
-from ...run import load_run
 from ..protocol import FitContext
 from ._base import Outcome, register_strategy
 from .finetune import FineTune
+
+if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the registry do not load it
+    import torch
 
 
 @dataclass
@@ -66,6 +64,9 @@ class DistillOptions:
 
 def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, task: str) -> torch.Tensor:
     """The distillation term, scaled by T^2. ``student``/``teacher``: logits [B, C] ([B, 1] for binary)."""
+    import torch
+    import torch.nn.functional as F
+
     t = temperature
     if task == "multiclass":
         return F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
@@ -104,6 +105,10 @@ class Distill(FineTune):
     }
 
     def prepare(self, ctx: FitContext) -> None:
+        import torch
+
+        from ...run import load_run
+
         self.teacher = load_run(self.opts.teacher)
         data = ctx.data
         if self.teacher.modality != data.modality:
@@ -137,6 +142,8 @@ class Distill(FineTune):
         return items, [file_key(Path(r)) for r in refs]
 
     def _teacher_logits(self, items: list[Any], keys: list[str], ctx: FitContext) -> np.ndarray:
+        from ...features import extract
+
         teacher = self.teacher
         weights = teacher.path / "model.safetensors"
         st = weights.stat()
@@ -147,7 +154,7 @@ class Distill(FineTune):
         width = 1 if teacher.task == "binary" else teacher.head.num_outputs
         logits, got = extract(teacher.backbone, items, h.hexdigest()[:24], ctx.cache_dir, max(64, self.cfg.batch_size),
                               fn=lambda b: teacher.head(teacher.backbone.forward_features(b)), width=width,
-                              tag="teacher-logits")
+                              tag="teacher-logits", source=self.cfg.data)
         ctx.info["teacher_logits_cached"] = got["cached"]
         return logits
 
@@ -172,6 +179,9 @@ class Distill(FineTune):
     def finish(self, ctx: FitContext) -> Outcome:
         """Teacher and student on the same held-out split: accuracy, size, latency (``metrics["distill"]``)."""
         from safetensors.torch import save
+
+        from ...evaluate import compute_metrics
+        from ...features import predict_outputs
 
         data, teacher = ctx.data, self.teacher
         items, y = [data.items[i] for i in data.test_idx], data.y[data.test_idx]
@@ -213,6 +223,8 @@ class Distill(FineTune):
 
 def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:
     """Median milliseconds to predict one example alone (batch of 1), preprocessing included."""
+    import torch
+
     backbone.eval()
     head.eval()
     batcher = backbone.preprocess(train=False)

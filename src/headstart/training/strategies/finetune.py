@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
 from ..protocol import FitContext
 from ._base import Strategy, register_strategy, with_weight_decay
-from ._frozen_cache import FrozenPrefix
+
+if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the registry do not load it
+    import numpy as np
+    import torch
+
+    from ._frozen_cache import FrozenPrefix
 
 
 @register_strategy
@@ -79,6 +81,8 @@ class FineTune(Strategy):
             why_not = "--train-bn changes the frozen layers' statistics every step"
         prefix = None
         if why_not is None:
+            from ._frozen_cache import FrozenPrefix
+
             prefix, why_not = FrozenPrefix.try_build(ctx.backbone, self.frozen, [data.items[i] for i in data.train_idx[:4]])
         if prefix is None:
             if mode == "yes":

@@ -24,19 +24,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from ...config import _opt
 from ...data import BUILTINS, load_data
 from ...errors import ConfigError
-from ...heads import make_head
 from ..protocol import FitContext
 from ._base import register_strategy, with_weight_decay
 from .finetune import FineTune
+
+if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the registry do not load it
+    import torch
+    from torch import nn
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -77,6 +78,8 @@ class Joint(FineTune):
     no_frozen_cache = "joint training; the source examples are not cached"
 
     def prepare(self, ctx: FitContext) -> None:
+        from ...heads import make_head
+
         cfg = self.cfg
         self.source = load_data(self.opts.source_data, header=cfg.header, strict=cfg.strict, seed=cfg.seed)
         if self.source.modality != ctx.data.modality:

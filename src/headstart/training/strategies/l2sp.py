@@ -16,15 +16,16 @@ same anchor. Everything else (freezing, discriminative LRs, caching) is ``finetu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ...config import _opt
 from ...errors import ConfigError
 from ..protocol import FitContext
 from ._base import register_strategy
 from .finetune import FineTune
+
+if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the registry do not load it
+    import torch
 
 
 @dataclass
@@ -38,20 +39,20 @@ class L2SPOptions:
                 raise ConfigError(f"option --{name.replace('_', '-')}: {getattr(self, name)} must be >= 0")
 
 
-class _Anchors(torch.nn.Module):
-    """w0 as non-persistent buffers: they follow the model to its device, stay out of checkpoints."""
+def _anchors(tensors: list[torch.Tensor]) -> torch.nn.Module:
+    """w0 as non-persistent buffers of a module: they follow the model to its device, stay out of checkpoints."""
+    import torch
 
-    def __init__(self, tensors: list[torch.Tensor]):
-        super().__init__()
-        for i, t in enumerate(tensors):
-            self.register_buffer(f"w{i}", t.detach().clone(), persistent=False)
-
-    def tensors(self) -> list[torch.Tensor]:
-        return list(self.buffers())
+    held = torch.nn.Module()
+    for i, t in enumerate(tensors):
+        held.register_buffer(f"w{i}", t.detach().clone(), persistent=False)
+    return held
 
 
 def l2sp_penalty(params: list[torch.Tensor], anchors: list[torch.Tensor]) -> torch.Tensor:
     """sum_i ||p_i - a_i||^2 over matching tensors (a scalar)."""
+    import torch
+
     return torch.stack([(p - a).pow(2).sum() for p, a in zip(params, anchors)]).sum()
 
 
@@ -64,14 +65,14 @@ class L2SP(FineTune):
     def prepare(self, ctx: FitContext) -> None:
         super().prepare(ctx)
         self.pulled = [p for p in ctx.backbone.parameters() if p.requires_grad]
-        self.anchors = _Anchors(self.pulled)
+        self.anchors = _anchors(self.pulled)
 
     def extra_modules(self, ctx: FitContext) -> dict[str, torch.nn.Module]:
         return {"l2sp_anchors": self.anchors}
 
     def training_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, Any]:
         out = super().training_step(batch, ctx)
-        sp = l2sp_penalty(self.pulled, self.anchors.tensors()) if self.pulled else torch.zeros(())
+        sp = l2sp_penalty(self.pulled, list(self.anchors.buffers())) if self.pulled else out["loss"].new_zeros(())
         head_l2 = sum(p.pow(2).sum() for n, p in ctx.head.named_parameters() if n.endswith("weight"))
         reg = 0.5 * self.opts.l2sp_alpha * sp + 0.5 * self.opts.l2sp_beta * head_l2
         out["loss"] = out["loss"] + reg

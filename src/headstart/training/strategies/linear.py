@@ -15,9 +15,7 @@ import time
 import warnings
 
 import numpy as np
-import torch
 
-from ...features import extract
 from ..protocol import FitContext
 from ._base import Outcome, Strategy, register_strategy
 
@@ -40,6 +38,7 @@ class Linear(Strategy):
     compared_by_default = True
 
     def prepare(self, ctx: FitContext) -> None:
+        import torch
         from joblib import parallel_config
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
@@ -47,9 +46,12 @@ class Linear(Strategy):
         from sklearn.preprocessing import StandardScaler
         from threadpoolctl import threadpool_limits
 
+        from ...features import extract
+
         if ctx.data.task not in ("binary", "multiclass"):
             raise NotImplementedError(f"linear strategy: task {ctx.data.task} is not supported yet")
-        feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size))
+        feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size),
+                              source=self.cfg.data)
         ctx.features = feats
         ctx.info["features_cached"] = info["cached"]
         ctx.info["feature_seconds"] = round(info["seconds"], 3)

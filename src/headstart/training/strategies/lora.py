@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..._io import atomic_write_text
 from ...backbones import register_adapter
@@ -39,6 +37,9 @@ from ...config import _opt
 from ...errors import ConfigError
 from ..protocol import FitContext
 from ._base import Outcome, Strategy, register_strategy, with_weight_decay
+
+if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the registry do not load it
+    from torch import nn
 
 
 @dataclass
@@ -130,6 +131,8 @@ def _matches(name: str, target: str) -> bool:
 
 
 def default_targets(root: nn.Module) -> list[str]:
+    from torch import nn
+
     """Full names of the modules to adapt (see the module docstring)."""
     named = [(n, m) for n, m in root.named_modules() if n]
     for family in FAMILIES:
@@ -153,6 +156,8 @@ def resolve_targets(root: nn.Module, targets: list[str] | None) -> list[str]:
     for t in targets:
         hit = [n for n in names if _matches(n, t)]
         if not hit:
+            from torch import nn
+
             layers = [n for n, m in root.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))][:6]
             raise ConfigError(f"option --lora-targets: no module named {t!r}; layers LoRA can adapt here are e.g. "
                               f"{', '.join(layers)}")

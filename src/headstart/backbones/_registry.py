@@ -1,0 +1,112 @@
+"""The registry of source families, torch-free: ``headstart --help`` and ``import headstart`` read it without
+loading any model code.
+
+A family is declared by prefix and module (`declare_family`); its module is imported the first time a model
+string names it, and registers its builder there with `register_backbone`. A text fit therefore never imports
+the image families (nor torchvision through them).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from ._base import Backbone
+
+_FAMILIES: dict[str, str] = {}  # prefix -> module that registers it when imported
+_REGISTRY: dict[str, Callable[..., Backbone]] = {}
+_REBUILD: dict[str, Callable[..., Backbone]] = {}
+_ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
+
+
+def register_backbone(prefix: str):
+    """Register a builder for ``<prefix>:<name>`` model strings; duplicate prefixes are an error."""
+
+    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        if prefix in _REGISTRY:
+            raise ValueError(f"backbone prefix {prefix!r} is already registered")
+        _REGISTRY[prefix] = fn
+        return fn
+
+    return deco
+
+
+def register_rebuild(kind: str):
+    """Register how a saved backbone of ``spec["kind"] == kind`` is rebuilt without source weights."""
+
+    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
+        if kind in _REBUILD:
+            raise ValueError(f"rebuild for {kind!r} is already registered")
+        _REBUILD[kind] = fn
+        return fn
+
+    return deco
+
+
+def register_adapter(key: str):
+    """Register how adapters recorded in ``spec[key]`` are put back into a rebuilt backbone (a strategy that
+    wraps the network, e.g. LoRA, registers it in its own file)."""
+
+    def deco(fn: Callable[[Backbone, dict[str, Any]], None]) -> Callable[[Backbone, dict[str, Any]], None]:
+        if key in _ADAPTERS:
+            raise ValueError(f"adapter {key!r} is already registered")
+        _ADAPTERS[key] = fn
+        return fn
+
+    return deco
+
+
+def declare_family(prefix: str, module: str) -> None:
+    """Name the module that registers ``prefix`` (imported on first use)."""
+    _FAMILIES[prefix] = module
+
+
+def _builder(table: dict[str, Callable[..., Backbone]], key: str) -> Callable[..., Backbone] | None:
+    if key not in table and key in _FAMILIES:
+        importlib.import_module(_FAMILIES[key])
+    return table.get(key)
+
+
+def list_backbones() -> list[str]:
+    """The known prefixes (``timm``, ``hf``, ``minilm``, ``py``, ``run``, ``scratch``), imported or not."""
+    return sorted(set(_REGISTRY) | set(_FAMILIES))
+
+
+def parse_model(model: str) -> tuple[str, str]:
+    prefix, _, rest = model.partition(":")
+    if prefix not in _REGISTRY and prefix not in _FAMILIES:
+        raise ConfigError(
+            f"option --model: {model!r} has no known prefix; {did_you_mean(prefix, list_backbones())}use one of "
+            + ", ".join(f"{p}:" if p not in ("minilm",) else p for p in list_backbones())
+        )
+    return prefix, rest
+
+
+def build_backbone(model: str, *, weights: str | None = None, pretrained: bool = True) -> Backbone:
+    """Create the backbone named by a model string, with its source weights."""
+    prefix, rest = parse_model(model)
+    return _builder(_REGISTRY, prefix)(rest, weights=weights, pretrained=pretrained)
+
+
+def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
+    """The architecture of a saved backbone, without source weights (a run loads its own)."""
+    kind = spec["kind"]
+    build = _builder(_REGISTRY, kind)  # imports the family, which registers its rebuild too
+    if kind in _REBUILD:
+        backbone = _REBUILD[kind](spec, assets)
+    elif build is not None:
+        backbone = build(spec.get("name", ""), weights=None, pretrained=False)
+    else:
+        raise ConfigError(f"a saved backbone of kind {kind!r} needs a family this installation does not have; "
+                          f"known: {', '.join(list_backbones())}")
+    if spec.get("pool", "avg") != "avg":
+        backbone.set_pool(spec["pool"])
+    for key, rebuild in _ADAPTERS.items():  # adapters saved unmerged: the same modules get them again
+        if spec.get(key):
+            rebuild(backbone, spec[key])
+    return backbone
