@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from headstart.cli import app
 
-from .conftest import write_text_table
+from .conftest import write_image_folder, write_text_table
 
 runner = CliRunner()
 
@@ -18,12 +18,14 @@ runner = CliRunner()
     (["fitt", "x"], "Did you mean 'fit'?"),
     (["fit", "demo-text", "--strategy", "linearr"], "did you mean 'linear'?"),
     (["fit", "demo-text", "--model", "timn:resnet18"], "did you mean 'timm'?"),
-    (["fit", "demo-text", "--model", "timm:resnet1"], "did you mean timm:resnet18?"),
+    (["fit", "imgs", "--model", "timm:resnet1", "--no-pretrained"], "did you mean timm:resnet18?"),
     (["compare", "demo-text", "--lora-rr", "4"], "did you mean --lora-r?"),
     (["compare", "demo-text", "--strategies", "linear,finetun"], "did you mean 'finetune'?"),
 ])
-def test_the_error_names_the_closest_choice(argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_error_names_the_closest_choice(argv: list[str], said: str, monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
     monkeypatch.setenv("COLUMNS", "300")
+    write_image_folder(tmp_path / "imgs", per_class=3)
     res = runner.invoke(app, argv)
     assert res.exit_code == 2 and said in res.output, res.output
 

@@ -35,9 +35,19 @@ def test_uncached_timm_weights_fail_at_once_naming_the_fix(tmp_path: Path) -> No
     res = run_offline("from headstart.backbones import build_backbone\nbuild_backbone('timm:test_resnet')", tmp_path / "hub")
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
-    assert "timm:test_resnet: the pretrained weights (timm/test_resnet.r160_in1k) are not in the local cache" in last
+    assert "timm:test_resnet: the pretrained weights (timm/test_resnet) are not in the local cache" in last
     assert str(tmp_path / "hub") in last and "--weights FILE" in last and "--no-pretrained" in last
     assert "Retrying" not in res.stderr  # the hub library never got to retry
+
+
+def test_an_offline_fit_is_refused_before_torch_is_imported(tmp_path: Path) -> None:
+    code = ("import sys\nfrom headstart.cli import app\nsys.argv = ['headstart', 'fit', 'demo-text', '--model', "
+            f"'timm:resnet18', '--out', {str(tmp_path / 'run')!r}]\n"
+            "try:\n    app()\nexcept SystemExit as e:\n    print('exit', e.code, 'torch' in sys.modules)")
+    res = run_offline(code, tmp_path / "hub")
+    assert res.stdout.split()[-3:] == ["exit", "2", "False"], res.stdout + res.stderr[-1500:]
+    assert "timm:resnet18: the pretrained weights (timm/resnet18) are not in the local cache" in res.stderr
+    assert not (tmp_path / "run").exists()  # the refused fit leaves no folder behind
 
 
 def test_cached_timm_weights_load_without_the_network(tmp_path: Path) -> None:

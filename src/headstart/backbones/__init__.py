@@ -18,18 +18,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._hub import preflight_hf, preflight_timm
 from ._registry import (
     build_backbone,
     declare_family,
     list_backbones,
     parse_model,
+    preflight,
     rebuild_backbone,
     register_adapter,
     register_backbone,
     register_rebuild,
 )
 
-for _prefix, _module in (("timm", "timm_"), ("hf", "text"), ("minilm", "text"), ("py", "py_factory"), ("scratch", "scratch")):
+declare_family("timm", f"{__name__}.timm_", preflight_timm)
+declare_family("hf", f"{__name__}.text", preflight_hf)
+for _prefix, _module in (("minilm", "text"), ("py", "py_factory"), ("scratch", "scratch")):
     declare_family(_prefix, f"{__name__}.{_module}")
 
 _FROM_BASE = ("Backbone", "Batcher", "default_layer_groups", "load_state_dict_file", "unpickling_reason")
@@ -50,6 +54,7 @@ __all__ = [
     "list_backbones",
     "load_state_dict_file",
     "parse_model",
+    "preflight",
     "rebuild_backbone",
     "register_adapter",
     "register_backbone",

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import functools
 import socket
+from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import HeadstartError
 
 PROBE_TIMEOUT = 3.0  # seconds for one TCP connection to the hub: a firewall that drops packets costs no more
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm downloads, in its order of preference
+TIMM_FIX = "pass --weights FILE for a local checkpoint, or --no-pretrained for random init"
+HF_FIX = "give a local model folder (hf:/path/to/dir) or use `minilm`, which needs no network"
 
 
 def cache_dir() -> str:
@@ -62,3 +66,28 @@ def unreachable(model: str, source: str, fix: str) -> HeadstartError:
         f"{model}: the pretrained weights ({source}) are not in the local cache ({cache_dir()}) and the hub "
         f"({constants.ENDPOINT}) cannot be reached; {fix}"
     )
+
+
+def _snapshot_files(repo_folder: Path) -> bool:
+    return any(p.is_file() for p in repo_folder.glob("snapshots/*/*") if p.name in WEIGHT_FILES + ("config.json",))
+
+
+def preflight_timm(name: str, weights: str | None, pretrained: bool) -> None:
+    """Before timm (and torch) are imported: hub weights of this architecture are in the cache (any tag: the
+    exact one is checked when the model is built), or the hub answers; else the error at once."""
+    if not name or not pretrained or weights is not None:
+        return
+    base = name.split(".")[0]
+    cache = Path(cache_dir())
+    if any(_snapshot_files(p) for p in cache.glob(f"models--timm--{base}*") if p.name.split("--")[-1].split(".")[0] == base):
+        return
+    if not hub_reachable():
+        raise unreachable(f"timm:{name}", f"timm/{name}", TIMM_FIX)
+
+
+def preflight_hf(name: str, weights: str | None, pretrained: bool) -> None:
+    """Before transformers (and torch) are imported: a local folder, a cached model, or a hub that answers."""
+    if not name or weights is not None or Path(name).expanduser().is_dir():
+        return
+    if cached_file(name, ("config.json",)) is None and not hub_reachable():
+        raise unreachable(f"hf:{name}", name, HF_FIX)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ._base import Backbone
 
 _FAMILIES: dict[str, str] = {}  # prefix -> module that registers it when imported
+_PREFLIGHT: dict[str, Callable[[str, str | None, bool], None]] = {}  # prefix -> torch-free check before building
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _REBUILD: dict[str, Callable[..., Backbone]] = {}
 _ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
@@ -61,9 +62,13 @@ def register_adapter(key: str):
     return deco
 
 
-def declare_family(prefix: str, module: str) -> None:
-    """Name the module that registers ``prefix`` (imported on first use)."""
+def declare_family(prefix: str, module: str, preflight: Callable[[str, str | None, bool], None] | None = None) -> None:
+    """Name the module that registers ``prefix`` (imported on first use). ``preflight(name, weights, pretrained)``
+    runs before that import and before the build: a cheap check that can refuse at once (e.g. hub weights that
+    are neither cached nor reachable)."""
     _FAMILIES[prefix] = module
+    if preflight is not None:
+        _PREFLIGHT[prefix] = preflight
 
 
 def _builder(table: dict[str, Callable[..., Backbone]], key: str) -> Callable[..., Backbone] | None:
@@ -89,8 +94,17 @@ def parse_model(model: str) -> tuple[str, str]:
 
 def build_backbone(model: str, *, weights: str | None = None, pretrained: bool = True) -> Backbone:
     """Create the backbone named by a model string, with its source weights."""
-    prefix, rest = parse_model(model)
+    prefix, rest = preflight(model, weights=weights, pretrained=pretrained)
     return _builder(_REGISTRY, prefix)(rest, weights=weights, pretrained=pretrained)
+
+
+def preflight(model: str, *, weights: str | None = None, pretrained: bool = True) -> tuple[str, str]:
+    """The model string's family check that needs no model code (see `declare_family`); returns (prefix, rest).
+    The fit pipeline runs it before importing torch, so that a model that cannot be had is refused at once."""
+    prefix, rest = parse_model(model)
+    if prefix in _PREFLIGHT:
+        _PREFLIGHT[prefix](rest, weights, pretrained)
+    return prefix, rest
 
 
 def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:

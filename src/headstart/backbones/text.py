@@ -101,11 +101,8 @@ def _load(name_or_dir: str, pretrained: bool, spec: dict[str, Any]) -> HFTextBac
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     source = name_or_dir
-    if not Path(name_or_dir).expanduser().is_dir():
+    if not Path(name_or_dir).expanduser().is_dir():  # a hub name (`_hub.preflight_hf` checked it can be had)
         cached = _hub.cached_file(name_or_dir, ("config.json",))
-        if cached is None and not _hub.hub_reachable():
-            raise _hub.unreachable(f"hf:{name_or_dir}", name_or_dir, "give a local model folder (hf:/path/to/dir) or "
-                                   "use `minilm`, which needs no network")
         # A model already in the local cache loads from its snapshot folder: no request at all (transformers
         # still asks the hub for optional files such as adapter_config.json, retrying for ~30 s, offline).
         source = str(Path(cached).parent) if cached is not None else name_or_dir

@@ -47,12 +47,11 @@ def _local_hub_weights(name: str) -> dict[str, str] | None:
     cfg = get_pretrained_cfg(name)
     repo = getattr(cfg, "hf_hub_id", None)
     if repo:
-        found = _hub.cached_file(repo, ("model.safetensors", "pytorch_model.bin"))
+        found = _hub.cached_file(repo, _hub.WEIGHT_FILES)
         if found:
             return {"file": found}
     if not _hub.hub_reachable():
-        raise _hub.unreachable(f"timm:{name}", repo or getattr(cfg, "url", None) or name,
-                               "pass --weights FILE for a local checkpoint, or --no-pretrained for random init")
+        raise _hub.unreachable(f"timm:{name}", repo or getattr(cfg, "url", None) or name, _hub.TIMM_FIX)
     return None
 
 

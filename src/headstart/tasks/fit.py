@@ -22,24 +22,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .._io import prepare_output_dir
 from .._progress import info
-from .._seed import seed_everything
-from ..backbones import Backbone, build_backbone
+from ..backbones import build_backbone, preflight
 from ..config import DEFAULT_MODELS, FitConfig
 from ..data import Dataset, load_data
 from ..errors import ConfigError, HeadstartError, kind_of
 from ..evaluate import compute_metrics
-from ..features import default_cache_dir, head_outputs, predict_outputs
-from ..heads import make_head
 from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
-from ..run import Run, dump_config, load_run, save_model, write_history, write_json
 from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
+
+if TYPE_CHECKING:
+    from ..backbones import Backbone
+    from ..run import Run
+
+# torch, the heads, features and the run format are imported inside the steps that use them: a fit whose data
+# or options are wrong, or whose hub weights cannot be had, says so before paying for torch.
 
 
 def as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides: dict[str, Any]) -> FitConfig:
@@ -115,6 +116,8 @@ class Fitted:
     metrics: dict[str, Any]
 
     def load(self) -> Run:
+        from ..run import load_run
+
         return load_run(self.path)
 
 
@@ -129,14 +132,22 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     t_start = time.perf_counter()
     strategy_cls = get_strategy(cfg.strategy)
     options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())
+    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
     model = DEFAULT_MODELS.get(ds.modality, cfg.model) if cfg.model == "auto" else cfg.model
     cfg = dataclasses.replace(cfg, model=model)
     out = _prepare_out(cfg, model)
     with _removed_if_refused(out, fresh=not cfg.resume):  # a resumed folder is never removed
+        if backbone is None:
+            preflight(model, weights=cfg.weights, pretrained=cfg.pretrained)  # e.g. hub weights: refused before torch
+        import torch
+
+        from .._seed import seed_everything
+        from ..features import default_cache_dir
+        from ..heads import make_head
+        from ..run import dump_config
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         if backbone is None:
             backbone = build_backbone(model, weights=cfg.weights, pretrained=cfg.pretrained)
@@ -175,6 +186,8 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
 
 def _evaluate(ctx: FitContext, strategy: Strategy) -> dict[str, Any]:
     """Once on the reported split; the selection split is reported separately (unless it was trained on)."""
+    from ..features import head_outputs, predict_outputs
+
     ds, metrics = ctx.data, {}
     for split, idx in (("test", ds.test_idx), ("val", ds.val_idx)):
         if len(idx) and not (split == "val" and strategy.fits_selection_split):
@@ -186,6 +199,8 @@ def _evaluate(ctx: FitContext, strategy: Strategy) -> dict[str, Any]:
 
 def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: bool) -> None:
     """The run directory: weights, history, metrics (with the strategy's own results), plots and report."""
+    from ..run import save_model, write_history, write_json
+
     out, ds = ctx.run_dir, ctx.data
     save_model(out, ctx.backbone, ctx.head, ds.task, ds.classes, ctx.cfg.dropout)
     metrics.update(outcome.metrics)
