@@ -54,7 +54,7 @@ def test_cache_lists_trims_least_recently_used_and_clears(tmp_path: Path) -> Non
     assert extract(backbone, ds.items, ds.fingerprint(), cache)[1]["cached"]
     sizes = {Path(e["source"]).name: e["bytes"] for e in entries}
     keep = sizes["t0.csv"] + sizes["t2.csv"]
-    res = runner.invoke(app, ["cache", "--dir", str(cache), "--max-size", f"{keep / 1024:.3f}KB"])
+    res = runner.invoke(app, ["cache", "--dir", str(cache), "--max-size", str(keep)])
     assert res.exit_code == 0 and "removed 1 least recently used" in res.output, res.output
     assert sorted(Path(e["source"]).name for e in cache_entries(cache)) == ["t0.csv", "t2.csv"]
     res = runner.invoke(app, ["cache", "--dir", str(cache), "--clear"])

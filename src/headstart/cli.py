@@ -501,13 +501,13 @@ def _cpu_model() -> str:
 
 
 def _bytes(text: str) -> int:
-    """``500MB``, ``2G``, ``1.5GiB``, ``0`` -> bytes (powers of 1024)."""
+    """``500MB``, ``2G``, ``1.5GiB``, ``31337`` (bytes) -> bytes (powers of 1024)."""
     import re
 
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
     if m is None:
         raise HeadstartError(f"option --max-size: {text!r} is not a size; give e.g. 500MB or 2GB")
-    return int(float(m.group(1)) * 1024 ** "bkmgt".index(m.group(2) or "b"))
+    return round(float(m.group(1)) * 1024 ** "bkmgt".index(m.group(2) or "b"))
 
 
 def _size(n: float) -> str:
