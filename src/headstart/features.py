@@ -221,12 +221,10 @@ def remove_entries(entries: list[dict[str, Any]]) -> int:
 
 def trim_cache(max_bytes: int, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Remove the least recently used entries until the cache holds at most ``max_bytes``; returns those removed."""
-    kept, total, removed = 0, 0, []
-    for e in cache_entries(cache_dir):  # most recently used first: keep while they fit
+    total, removed = 0, []
+    for e in cache_entries(cache_dir):  # most recently used first: the newest that fit are kept
         total += e["bytes"]
-        if total <= max_bytes:
-            kept += 1
-        else:
+        if total > max_bytes:
             removed.append(e)
     remove_entries(removed)
     return removed
