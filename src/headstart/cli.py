@@ -84,22 +84,20 @@ def _fit_signature() -> inspect.Signature:
                           default=typer.Option(None, "--config", help="YAML file with FitConfig keys; flags override it.")),
     ]
     types_of = fit_flag_types()
+
+    def flag(f: dataclasses.Field, annotation: Any, default: Any, **kw: Any) -> inspect.Parameter:
+        name = "--" + f.name.replace("_", "-")
+        decls = [f"{name}/--no-{name[2:]}"] if types_of[f.name] is bool else [name]
+        return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                 default=typer.Option(default, *decls, help=f.metadata.get("help", ""), **kw))
+
     first = ("model", "strategy", "weights", "pretrained", "out")  # what most fits name, at the top of --help
     for f in sorted(dataclasses.fields(FitConfig), key=lambda f: first.index(f.name) if f.name in first else len(first)):
-        if f.name not in types_of:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{f.name.replace('_', '-')}"] if types_of[f.name] is bool else [flag]
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=types_of[f.name],
-                                        default=typer.Option(f.default, *decls, help=f.metadata.get("help", ""))))
+        if f.name in types_of:
+            params.append(flag(f, types_of[f.name], f.default))
     # each strategy's own options: a flag each, None = not given (the strategy's default applies)
     for name, (f, _owners) in option_fields().items():
-        base = types_of[name]
-        flag = "--" + name.replace("_", "-")
-        decls = [f"{flag}/--no-{name.replace('_', '-')}"] if base is bool else [flag]
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[base],
-                                        default=typer.Option(None, *decls, help=f.metadata.get("help", ""),
-                                                             rich_help_panel="Strategy options")))
+        params.append(flag(f, Optional[types_of[name]], None, rich_help_panel="Strategy options"))
     return inspect.Signature(params)
 
 

@@ -239,6 +239,10 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
         return {f.name: getattr(self, f.name) for f in fields(DataConfig) if f.name != "data"}
 
     # -- defaults that depend on the modality ---------------------------------
+    def model_for(self, modality: str) -> str:
+        """The backbone to build: ``--model``, or the modality's default when it is ``auto``."""
+        return DEFAULT_MODELS[modality] if self.model == "auto" else self.model
+
     def resolved(self, modality: str, n_train: int = 0) -> FitConfig:
         """Fill the data-dependent defaults (recorded in the run's config.yaml).
 
@@ -246,9 +250,7 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
         optimiser takes at least ~60 (text) / ~70 (images) steps, at most 50 epochs.
         """
         text = modality == "text"
-        changes: dict[str, Any] = {}
-        if self.model == "auto":
-            changes["model"] = DEFAULT_MODELS[modality]
+        changes: dict[str, Any] = {"model": self.model_for(modality)}
         if self.epochs is None:
             base, min_steps = (2, 60) if text else (10, 70)
             steps_per_epoch = max(1, -(-n_train // self.batch_size))
@@ -299,11 +301,3 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-
-def help_of(name: str) -> str:
-    """The help text of a FitConfig field (used by the CLI)."""
-    for f in fields(FitConfig):
-        if f.name == name:
-            return str(f.metadata.get("help", ""))
-    raise KeyError(name)

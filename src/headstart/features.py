@@ -191,18 +191,18 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     for npy in folder.glob("*.npy"):
         if npy.name.startswith("."):
             continue  # an extraction in progress (or killed): not an entry
-        meta_path = npy.with_suffix(".json")
+        meta_path, array = npy.with_suffix(".json"), npy.stat()
         try:
+            described = meta_path.stat()
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            used = meta_path.stat().st_mtime
-        except (OSError, ValueError):
-            meta, used = {}, npy.stat().st_mtime
+        except (OSError, ValueError):  # no description (or a damaged one): the array alone
+            described, meta = None, {}
         spec = meta.get("backbone") or {}
-        model = f"{spec.get('kind', '?')}:{spec.get('name', '')}".rstrip(":")
         entries.append({
-            "key": npy.stem, "path": str(npy), "bytes": npy.stat().st_size + (meta_path.stat().st_size if meta_path.is_file() else 0),
-            "model": model, "source": meta.get("source", ""), "tag": meta.get("tag", ""),
-            "shape": [meta.get("n"), meta.get("dim")], "created": meta.get("created", npy.stat().st_mtime), "last_used": used,
+            "key": npy.stem, "path": str(npy), "bytes": array.st_size + (described.st_size if described else 0),
+            "model": f"{spec.get('kind', '?')}:{spec.get('name', '')}".rstrip(":"), "source": meta.get("source", ""),
+            "tag": meta.get("tag", ""), "shape": [meta.get("n"), meta.get("dim")],
+            "created": meta.get("created", array.st_mtime), "last_used": (described or array).st_mtime,
         })
     return sorted(entries, key=lambda e: -e["last_used"])
 

@@ -68,10 +68,6 @@ def unreachable(model: str, source: str, fix: str) -> HeadstartError:
     )
 
 
-def _snapshot_files(repo_folder: Path) -> bool:
-    return any(p.is_file() for p in repo_folder.glob("snapshots/*/*") if p.name in WEIGHT_FILES + ("config.json",))
-
-
 def preflight_timm(name: str, weights: str | None, pretrained: bool) -> None:
     """Before timm (and torch) are imported: hub weights of this architecture are in the cache (any tag: the
     exact one is checked when the model is built), or the hub answers; else the error at once."""
@@ -79,8 +75,10 @@ def preflight_timm(name: str, weights: str | None, pretrained: bool) -> None:
         return
     base = name.split(".")[0]
     cache = Path(cache_dir())
-    if any(_snapshot_files(p) for p in cache.glob(f"models--timm--{base}*") if p.name.split("--")[-1].split(".")[0] == base):
-        return
+    for repo in cache.glob(f"models--timm--{base}*"):  # models--timm--<name>[.<tag>]: the HF cache's folders
+        if repo.name.split("--")[-1].split(".")[0] == base and any(
+                p.name in WEIGHT_FILES for p in repo.glob("snapshots/*/*")):
+            return
     if not hub_reachable():
         raise unreachable(f"timm:{name}", f"timm/{name}", TIMM_FIX)
 

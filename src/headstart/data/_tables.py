@@ -305,11 +305,12 @@ def read_image_list(table: Path) -> list[Path]:
     A header-less list is recognised by its first line being an existing file; relative paths are
     taken from the table's folder."""
     _check_file(table)
-    df = _check_rows(_read_raw(table, header=True), table)
+    sep = None if _is_structured(table) else sniff_delimiter(table)
+    df = _check_rows(_read_raw(table, header=True, delimiter=sep), table)
     first = Path(str(df.columns[0]))
-    has_header = not _is_structured(table) and not (first if first.is_absolute() else table.parent / first).is_file()
-    if not _is_structured(table) and not has_header:
-        df = _check_rows(_read_raw(table, header=False), table)
+    has_header = sep is not None and not (first if first.is_absolute() else table.parent / first).is_file()
+    if sep is not None and not has_header:
+        df = _check_rows(_read_raw(table, header=False, delimiter=sep), table)
     cols = {str(c).strip().lower(): c for c in df.columns}
     col = next((cols[n] for n in ("path", "file", "image", "filename", "filepath") if n in cols), df.columns[0])
     out = []

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .._io import prepare_output_dir
 from .._progress import info
 from ..backbones import build_backbone, preflight
-from ..config import DEFAULT_MODELS, FitConfig
+from ..config import FitConfig
 from ..data import Dataset, load_data
 from ..errors import ConfigError, HeadstartError, kind_of
 from ..evaluate import compute_metrics
@@ -133,7 +133,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     strategy_cls = get_strategy(cfg.strategy)
     options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
     ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
-    model = DEFAULT_MODELS.get(ds.modality, cfg.model) if cfg.model == "auto" else cfg.model
+    model = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=model)
     out = _prepare_out(cfg, model)
     with _removed_if_refused(out, fresh=not cfg.resume):  # a resumed folder is never removed
