@@ -75,7 +75,7 @@ def latencies(run_dir: Path, items: list, env: dict[str, str], rounds: int = 3) 
 
     engines = {"PyTorch fp32": pytorch}
     for st in record["stages"]:
-        model = OnnxModel(run_dir / "export" / st["file"], run.backbone)
+        model = OnnxModel(run_dir / "export" / st["file"], run.batcher)
         engines[st["file"]] = model.run_batch
     out: dict[str, dict[int, float]] = {k: {1: float("inf"), 32: float("inf")} for k in engines}
     for _ in range(rounds):

@@ -46,7 +46,7 @@ def test_fp32_image_export_matches_pytorch_at_any_batch_size(image_run: Path) ->
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch axis
     ds = run.reload_data()
     items = [ds.items[i] for i in ds.test_idx]
-    model = OnnxModel(image_run / "export" / "model.onnx", run.backbone)
+    model = OnnxModel(image_run / "export" / "model.onnx", run.batcher)
     for n in (1, 5, len(items)):
         np.testing.assert_allclose(model.outputs(items[:n], batch_size=n), run.predict_proba(items[:n]), atol=1e-5)
 
@@ -123,7 +123,7 @@ def test_text_export_has_dynamic_batch_and_sequence_and_int8(text_run: Path) -> 
     assert int8["bytes"] < 0.35 * fp32["bytes"]
     texts = ["goal", "the coach and the team scored a late goal in the league match today at the stadium",
              "bake the bread", "a recipe"]
-    fp = OnnxModel(text_run / "export" / "model.onnx", run.backbone)
+    fp = OnnxModel(text_run / "export" / "model.onnx", run.batcher)
     for batch in (texts[:1], texts):  # different batch sizes and padded lengths
         np.testing.assert_allclose(fp.outputs(batch, batch_size=len(batch)), run.predict_proba(batch), atol=1e-4)
     rows = run.predict(texts, engine="onnx")

@@ -68,9 +68,14 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_PUBLIC))
 
 
-def load(path: str | _Path) -> Run:
-    """Load a run directory written by `fit`."""
-    return __getattr__("load_run")(path)  # after the strategies, which register the adapters a run may need (LoRA)
+def load(path: str | _Path, trust_code: bool | str = False) -> Run:
+    """Load a run directory written by `fit`.
+
+    A run whose network is built by a user's ``py:`` factory imports that code only with ``trust_code=True``
+    (and only if the file's sha256 is the one recorded at fit; ``"any"`` skips that check). Without it, such
+    a run that has an ONNX export predicts through the export, and one without is refused (docs/security.md).
+    """
+    return __getattr__("load_run")(path, trust_code)  # after the strategies, which register the adapters a run may need
 
 
 __all__ = [

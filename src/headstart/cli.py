@@ -20,12 +20,30 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from .config import FitConfig
 from .errors import HeadstartError, did_you_mean
 from .training.strategies import get_strategy, list_strategies, option_fields, option_types
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+TRUST_VALUES = ("yes", "any", "no")
+TRUST_HELP = ("Import the code a run folder names (a py: factory) when its file's sha256 is the one recorded at fit; "
+              "--trust-code=any: even when it is not. Without it such code never runs (docs/security.md).")
+
+
+class _Commands(TyperGroup):
+    """The command group; it lets ``--trust-code`` stand alone (= ``--trust-code=yes``) or take ``any``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        bare = [i for i, a in enumerate(args) if a == "--trust-code" and (i + 1 == len(args) or args[i + 1] not in TRUST_VALUES)]
+        return super().parse_args(ctx, [("--trust-code=yes" if i in bare else a) for i, a in enumerate(args)])
+
+
+def _trust_option() -> Any:
+    return typer.Option(None, "--trust-code", metavar="[any]", help=TRUST_HELP)
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Transfer learning: choose a pretrained backbone, adapt it, measure it, ship it.")
 out = Console()
 err = Console(stderr=True)
@@ -82,6 +100,7 @@ def _fit_signature() -> inspect.Signature:
                           default=typer.Argument(None, help=FitConfig.__dataclass_fields__["data"].metadata["help"])),
         inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, "--config", help="YAML file with FitConfig keys; flags override it.")),
+        inspect.Parameter("trust_code", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=_trust_option()),
     ]
     types_of = fit_flag_types()
 
@@ -136,7 +155,7 @@ def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]
 
 
 @_user_errors
-def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any) -> None:
+def _fit(ctx: typer.Context, data: str | None, config: Path | None, trust_code: str | None, **flags: Any) -> None:
     from .tasks import fit as fitmod
 
     # Typer may bundle its own click: compare the source by name, not by enum identity.
@@ -144,7 +163,7 @@ def _fit(ctx: typer.Context, data: str | None, config: Path | None, **flags: Any
     given = {k: v for k, v in flags.items() if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"}
     if config is None:
         given = {k: v for k, v in flags.items() if k not in opts or v is not None}  # every flag given or defaulted
-    _print_summary(fitmod.fit(data, config=config, **given), "headstart fit")
+    _print_summary(fitmod.fit(data, config=config, trust_code=trust_code, **given), "headstart fit")
 
 
 def _print_summary(run: Any, title: str) -> None:
@@ -171,6 +190,10 @@ app.command("fit", help="Fit a transferred model on DATA and write a run directo
 
 
 # -- evaluate / predict ---------------------------------------------------------------
+ENGINE_HELP = ("torch, or onnx = the file the last `headstart export` accepted (same output). Default: torch, or onnx "
+               "for a run whose code is not trusted.")
+
+
 @app.command("evaluate", help="Metrics of a run on labeled DATA (a folder or table).")
 @_user_errors
 def evaluate(
@@ -179,12 +202,13 @@ def evaluate(
     split: str = typer.Option("all", help="all = every labeled example; test = only the data's reported part."),
     text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
     label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
-    engine: str = typer.Option("torch", help="torch, or onnx = the file the last `headstart export` accepted."),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
+    trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .run import load_run
 
-    r = load_run(run)
+    r = load_run(run, trust_code=trust_code)
     m = r.evaluate(data, split=split, engine=engine, text_col=text_col, label_col=label_col)
     if as_json:
         print(json.dumps(m))
@@ -207,12 +231,13 @@ def predict(
     inputs: Optional[list[str]] = typer.Argument(None, help="Images, folders, CSV/TSV files, or texts; '-' or nothing = stdin."),
     text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
     batch_size: int = typer.Option(64, help="Batch size."),
-    engine: str = typer.Option("torch", help="torch, or onnx = the file the last `headstart export` accepted (same output)."),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+    trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .data import TABLE_EXTENSIONS
     from .run import load_run
 
-    r = load_run(run)
+    r = load_run(run, trust_code=trust_code)
     items = list(inputs or [])
     for x in items:  # "reviews.csv" that does not exist is a typo far more often than a text to classify
         if r.modality == "text" and Path(x).suffix.lower() in TABLE_EXTENSIONS and " " not in x and not Path(x).is_file():
@@ -238,7 +263,7 @@ def _strategy_command(name: str, spec: dict[str, Any]) -> None:
     args = [a for a, _ in spec["args"]]
 
     @_user_errors
-    def command(ctx: typer.Context, **given: Any) -> None:
+    def command(ctx: typer.Context, trust_code: str | None = None, **given: Any) -> None:
         from .tasks.fit import fit
 
         options = parse_fit_flags(list(ctx.args), name)
@@ -246,7 +271,7 @@ def _strategy_command(name: str, spec: dict[str, Any]) -> None:
             if key in options:
                 raise HeadstartError(f"{name}: --{key} is set by the command itself; see `headstart {name} --help`")
         data, model = given.pop("data"), given.pop(flag)
-        _print_summary(fit(data, model=model, strategy=name, **given, **options), f"headstart {name}")
+        _print_summary(fit(data, model=model, strategy=name, trust_code=trust_code, **given, **options), f"headstart {name}")
 
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     for arg, arg_help in spec["args"]:
@@ -256,6 +281,7 @@ def _strategy_command(name: str, spec: dict[str, Any]) -> None:
                                     default=typer.Argument(..., help=spec["data_help"])))
     params.append(inspect.Parameter(flag, inspect.Parameter.KEYWORD_ONLY, annotation=str,
                                     default=typer.Option(..., f"--{flag}", help=flag_help)))
+    params.append(inspect.Parameter("trust_code", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str], default=_trust_option()))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     app.command(name, help=spec["help"], context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(command)
 
@@ -278,11 +304,12 @@ def export_cmd(
     force: bool = typer.Option(False, "--force", help="Keep a file even when it loses more than --max-drop."),
     data: Optional[str] = typer.Option(None, "--data", help="Labeled data to check on (default: the run's own held-out split)."),
     calibration: int = typer.Option(256, help="Training images used to calibrate static int8 quantization."),
+    trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .run import load_run
 
-    record = load_run(run).export(format=format, quantize=quantize, prune=prune, max_drop=max_drop, force=force, data=data,
-                                  calibration=calibration)
+    record = load_run(run, trust_code=trust_code).export(format=format, quantize=quantize, prune=prune, max_drop=max_drop,
+                                                         force=force, data=data, calibration=calibration)
     table = Table(title=f"headstart export {run}: checked on {record['checked_on']}")
     for col in ("file", "MB", "zip MB", "max |diff|", "agree", "accuracy", "Δ pts"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -315,6 +342,7 @@ def rank_cmd(
     label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where rank.json/csv/png and report.html go (default runs/rank-<data>)."),
     overwrite: bool = typer.Option(False, help="Replace an existing ranking folder."),
+    trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .tasks.rank import default_out, rank
 
@@ -326,7 +354,8 @@ def rank_cmd(
         goal = "finetune" if get_strategy(then_fit).trains else "linear"  # a frozen-feature probe: rank by LogME
     target = out_dir or default_out(data)
     df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
-              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite)
+              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite,
+              trust_code=trust_code)
     names = df.attrs["metrics"]
     table = Table(title=f"headstart rank: {data} (higher is better)")
     for col in ("rank", "candidate", *names, "dim", "extract s", "seconds"):
@@ -341,7 +370,7 @@ def rank_cmd(
         from .tasks.fit import fit
 
         run = fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
-                         test_fraction=test_fraction, text_col=text_col, label_col=label_col)
+                  test_fraction=test_fraction, text_col=text_col, label_col=label_col, trust_code=trust_code)
         _print_summary(run, "headstart fit (the recommended candidate)")
 
 
@@ -389,12 +418,13 @@ def compare_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where runs/, compare.csv, data_efficiency.png and report.html go."),
     overwrite: bool = typer.Option(False, help="Replace an existing comparison folder."),
     resume: bool = typer.Option(False, help="Continue an interrupted comparison: finished runs are reused."),
+    trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .tasks.compare import compare, default_out
 
     options = parse_fit_flags(list(ctx.args))
     target = out_dir or default_out(data)
-    df = compare(data, strategies, budgets, out=target, overwrite=overwrite, resume=resume, **options)
+    df = compare(data, strategies, budgets, out=target, overwrite=overwrite, resume=resume, trust_code=trust_code, **options)
     table = Table(title=f"headstart compare: {data} (held-out accuracy)")
     for col in ("strategy", "per class", "accuracy", "macro F1", "wall s", "trainable", "% backbone"):
         table.add_column(col, justify="left" if col == "strategy" else "right")

@@ -21,6 +21,10 @@ class ConfigError(HeadstartError):
     """An option has a value the toolkit cannot work with."""
 
 
+class UntrustedCode(HeadstartError):
+    """A run folder names code (a ``py:`` factory) that may not run at the trust level in force."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a fit: the message says which checkpoint is kept and how to resume."""
 

@@ -82,6 +82,15 @@ def folded_batchnorm(backbone: Backbone) -> Iterator[bool]:
         del backbone.forward_features
 
 
+def in_batches(items: Sequence[Any], batcher: Any, batch_size: int, description: str) -> Iterator[tuple[np.ndarray, Any]]:
+    """(positions, batch) over ``items`` in batches, length-sorted where the batcher knows lengths, with progress."""
+    order = _order(items, batcher)
+    starts = range(0, len(items), batch_size)
+    for s in track(starts, len(starts), description, min_total=3):
+        idx = order[s : s + batch_size]
+        yield idx, batcher([items[i] for i in idx])
+
+
 def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callable[[Any], torch.Tensor] | None = None,
                 batch_size: int = 64, description: str = "extracting features", out: np.ndarray | None = None) -> np.ndarray:
     """Eval-mode, no-augmentation pass: ``fn(batch) -> [B, width]`` over items, in the items' order.
@@ -96,17 +105,12 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
     was_training = backbone.training
     backbone.eval()
     backbone.to(memory_format=backbone.memory_format)  # outside inference mode: converted weights must stay trainable
-    batcher = backbone.preprocess(train=False)
-    order = _order(items, batcher)
     out = np.empty((len(items), width), dtype=np.float32) if out is None else out
     device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
-    starts = range(0, len(items), batch_size)
     # Folding costs a trace of the network (~0.1 s): worth it for passes over data, not a single request.
-    fold = folded_batchnorm(backbone) if len(starts) > 1 else contextlib.nullcontext(False)
+    fold = folded_batchnorm(backbone) if len(items) > batch_size else contextlib.nullcontext(False)
     with fold, torch.inference_mode():
-        for s in track(starts, len(starts), description, min_total=3):
-            idx = order[s : s + batch_size]
-            batch = batcher([items[i] for i in idx])
+        for idx, batch in in_batches(items, backbone.preprocess(train=False), batch_size, description):
             batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
             out[idx] = (backbone.forward_features(batch) if fn is None else fn(batch)).float().cpu().numpy()
     backbone.train(was_training)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import headstart
+from headstart._trust import trusting
 from headstart.backbones import build_backbone, list_backbones, rebuild_backbone, register_backbone
 from tests.conftest import write_image_folder
 
@@ -90,7 +91,8 @@ def test_backbone_interface(prefix: str, tiny_hf_dir: Path, tiny_run_dir: Path, 
 
     # A run rebuilds the architecture from its spec + saved assets, then loads its own weights.
     bb.save_assets(tmp_path / "assets")
-    again = rebuild_backbone(bb.spec, tmp_path / "assets")
+    with trusting("yes"):  # a py: factory is imported again only when trusted (tests/test_trust.py)
+        again = rebuild_backbone(bb.spec, tmp_path / "assets")
     assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in bb.state_dict().items()}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._code import why_untrusted
 from ._hub import preflight_hf, preflight_timm
 from ._registry import (
     build_backbone,
@@ -29,25 +30,29 @@ from ._registry import (
     register_adapter,
     register_backbone,
     register_rebuild,
+    runs_user_code,
 )
 
 declare_family("timm", f"{__name__}.timm_", preflight_timm)
 declare_family("hf", f"{__name__}.text", preflight_hf)
-for _prefix, _module in (("minilm", "text"), ("py", "py_factory"), ("scratch", "scratch")):
+declare_family("py", f"{__name__}.py_factory", runs_code=True)
+for _prefix, _module in (("minilm", "text"), ("scratch", "scratch")):
     declare_family(_prefix, f"{__name__}.{_module}")
 
-_FROM_BASE = ("Backbone", "Batcher", "default_layer_groups", "load_state_dict_file", "unpickling_reason")
+_TORCH_BACKED = {"Backbone": "_base", "Batcher": "_base", "default_layer_groups": "_base", "load_state_dict_file": "_base",
+                 "unpickling_reason": "_base", "ImageBatcher": "_vision"}
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: the torch-backed names load `_base` when first used
-    if name in _FROM_BASE:
-        return getattr(importlib.import_module(f"{__name__}._base"), name)
+def __getattr__(name: str) -> Any:  # PEP 562: the torch-backed names load their module when first used
+    if name in _TORCH_BACKED:
+        return getattr(importlib.import_module(f"{__name__}.{_TORCH_BACKED[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Backbone",
     "Batcher",
+    "ImageBatcher",
     "build_backbone",
     "declare_family",
     "default_layer_groups",
@@ -59,5 +64,7 @@ __all__ = [
     "register_adapter",
     "register_backbone",
     "register_rebuild",
+    "runs_user_code",
     "unpickling_reason",
+    "why_untrusted",
 ]

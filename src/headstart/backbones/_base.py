@@ -50,6 +50,7 @@ class Backbone(nn.Module):
     default_lr: float | None = None  # a learning rate this backbone needs when the user gives none
     max_length: int | None = None  # longest input in tokens (text); None = not length-limited
     frozen_cache: ClassVar[bool] = False  # its forward can be cut after the frozen groups (`--cache-frozen`)
+    data_config: dict[str, Any] | None = None  # images: size, mean, std... (timm's); enough to preprocess without the network
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "source_head":  # kept aside: not trained, not saved with the adapted model

@@ -23,6 +23,7 @@ _PREFLIGHT: dict[str, Callable[[str, str | None, bool], None]] = {}  # prefix ->
 _REGISTRY: dict[str, Callable[..., Backbone]] = {}
 _REBUILD: dict[str, Callable[..., Backbone]] = {}
 _ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
+_RUNS_CODE: set[str] = set()  # kinds whose rebuild imports a user's code (`py`): a run of one needs trust
 
 
 def register_backbone(prefix: str):
@@ -62,13 +63,22 @@ def register_adapter(key: str):
     return deco
 
 
-def declare_family(prefix: str, module: str, preflight: Callable[[str, str | None, bool], None] | None = None) -> None:
+def declare_family(prefix: str, module: str, preflight: Callable[[str, str | None, bool], None] | None = None,
+                   runs_code: bool = False) -> None:
     """Name the module that registers ``prefix`` (imported on first use). ``preflight(name, weights, pretrained)``
     runs before that import and before the build: a cheap check that can refuse at once (e.g. hub weights that
-    are neither cached nor reachable)."""
+    are neither cached nor reachable). ``runs_code``: rebuilding a saved backbone of this kind imports a user's
+    code, which a run may do only when trusted (docs/security.md)."""
     _FAMILIES[prefix] = module
     if preflight is not None:
         _PREFLIGHT[prefix] = preflight
+    if runs_code:
+        _RUNS_CODE.add(prefix)
+
+
+def runs_user_code(spec: dict[str, Any]) -> bool:
+    """Whether rebuilding the saved backbone ``spec`` would import a user's code (no import needed to tell)."""
+    return spec.get("kind") in _RUNS_CODE
 
 
 def _builder(table: dict[str, Callable[..., Backbone]], key: str) -> Callable[..., Backbone] | None:
@@ -110,6 +120,9 @@ def preflight(model: str, *, weights: str | None = None, pretrained: bool = True
 def rebuild_backbone(spec: dict[str, Any], assets: Path) -> Backbone:
     """The architecture of a saved backbone, without source weights (a run loads its own)."""
     kind = spec["kind"]
+    if kind == "run":  # a run saves the backbone it adapted, never a pointer to another run folder
+        raise ConfigError("a saved backbone of kind 'run' names another run folder, which headstart never follows; "
+                          "the run was altered, fit it again")
     build = _builder(_REGISTRY, kind)  # imports the family, which registers its rebuild too
     if kind in _REBUILD:
         backbone = _REBUILD[kind](spec, assets)

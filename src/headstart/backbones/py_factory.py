@@ -7,6 +7,8 @@ classifier and keeps it as ``source_head``.
 
 ``<module>`` is an importable dotted module or a path to a ``.py`` file. This
 is the one place where headstart runs user code: only name factories you trust.
+The run records the factory's file and sha256; loading the run again imports
+it only when trusted (`_code`, docs/security.md).
 
 What the factory's network may declare (all optional):
 
@@ -20,9 +22,6 @@ What the factory's network may declare (all optional):
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +29,9 @@ from torch import nn
 
 from ..errors import HeadstartError
 from ._base import load_into, load_state_dict_file
+from ._code import admit, import_admitted, import_named
 from ._registry import register_backbone, register_rebuild
 from ._vision import ImageBackbone, data_config_of
-
-
-def _import_factory(target: str):
-    mod_name, sep, fn_name = target.rpartition(":")
-    if not sep or not mod_name or not fn_name:
-        raise HeadstartError(f"option --model: py:{target} must look like py:<module or file.py>:<factory function>")
-    try:
-        if mod_name.endswith(".py"):
-            path = Path(mod_name).expanduser().resolve()
-            if not path.is_file():
-                raise HeadstartError(f"option --model: factory file {path} does not exist")
-            spec = importlib.util.spec_from_file_location(f"headstart_user_{path.stem}", path)
-            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-            sys.modules[spec.name] = module  # type: ignore[union-attr]
-            spec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            if "" not in sys.path and str(Path.cwd()) not in sys.path:
-                sys.path.insert(0, str(Path.cwd()))
-            module = importlib.import_module(mod_name)
-    except HeadstartError:
-        raise
-    except ImportError as e:
-        raise HeadstartError(f"option --model: cannot import {mod_name!r} ({e}); run from its folder or install it") from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise HeadstartError(f"option --model: {mod_name} has no callable {fn_name!r}")
-    return fn
 
 
 def _classifier_name(net: nn.Module) -> str | None:
@@ -82,8 +55,7 @@ def _set_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
     setattr(parent, leaf, new)
 
 
-def _make(target: str, weights: str | None, pretrained: bool) -> ImageBackbone:
-    factory = _import_factory(target)
+def _make(target: str, factory: Any, code: dict[str, Any], weights: str | None, pretrained: bool) -> ImageBackbone:
     net = factory()
     if not isinstance(net, nn.Module):
         raise HeadstartError(f"py:{target} returned {type(net).__name__}, not a torch.nn.Module")
@@ -105,15 +77,18 @@ def _make(target: str, weights: str | None, pretrained: bool) -> ImageBackbone:
             f"py:{target}: found no final nn.Linear classifier; define forward_features() and num_features on the network"
         )
     pooled = (lambda n, x: n.forward_features(x)) if hasattr(net, "forward_features") else None
-    spec = {"kind": "py", "name": target}
+    spec = {"kind": "py", "name": target, "code": code}
     return ImageBackbone(net, num_features, spec, data_config_of(net), source_head=source_head, pooled=pooled)
 
 
 @register_backbone("py")
 def py_backbone(target: str, *, weights: str | None = None, pretrained: bool = True) -> ImageBackbone:
-    return _make(target, weights, pretrained)
+    factory, code = import_named(target)  # named by the user on this command: it runs
+    return _make(target, factory, code, weights, pretrained)
 
 
 @register_rebuild("py")
 def _rebuild(spec: dict[str, Any], assets: Path) -> ImageBackbone:
-    return _make(spec["name"], None, False)
+    """A run's network again: only what `admit` accepts at the trust level in force is imported."""
+    path, data, code = admit(spec, assets.parent)
+    return _make(str(spec.get("name", "")), import_admitted(path, data, code), code, None, False)

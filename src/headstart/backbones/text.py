@@ -106,12 +106,21 @@ def _load(name_or_dir: str, pretrained: bool, spec: dict[str, Any]) -> HFTextBac
         # A model already in the local cache loads from its snapshot folder: no request at all (transformers
         # still asks the hub for optional files such as adapter_config.json, retrying for ~30 s, offline).
         source = str(Path(cached).parent) if cached is not None else name_or_dir
+    # trust_remote_code=False: a model folder's own code (``auto_map`` in its configs) never runs; transformers
+    # uses its built-in class when it has one and refuses otherwise (None would ask on a terminal).
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         if pretrained:
-            model = AutoModel.from_pretrained(source)
+            model = AutoModel.from_pretrained(source, trust_remote_code=False)
         else:
-            model = AutoModel.from_config(AutoConfig.from_pretrained(source))
+            model = AutoModel.from_config(AutoConfig.from_pretrained(source, trust_remote_code=False), trust_remote_code=False)
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise HeadstartError(
+            f"{source}: this model needs its own code to load (transformers' trust_remote_code), which headstart never "
+            "runs; use a model whose architecture transformers has built in"
+        ) from None
     except OSError as e:
         raise HeadstartError(
             f"hf:{name_or_dir}: cannot load it ({str(e).splitlines()[0]}); give a local model folder, "

@@ -15,7 +15,11 @@
       checkpoints/       last training checkpoint while a fit runs (removed when it ends)
       export/            ONNX files written and checked by `headstart export` (``export.py`` here)
 
-Loading never unpickles: weights come from safetensors, the rest is YAML/JSON.
+Loading never unpickles: weights come from safetensors, the rest is YAML/JSON, and no
+file name recorded inside the run leads outside it. A run whose network is built
+by a user's ``py:`` factory imports that factory only when trusted
+(``trust_code``); untrusted, it still predicts through its ONNX export, which
+needs no code (docs/security.md).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +37,36 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write_text
-from ..backbones import Backbone, rebuild_backbone, register_backbone
+from .._progress import info
+from .._trust import trusting
+from ..backbones import Backbone, ImageBatcher, rebuild_backbone, register_backbone, runs_user_code, why_untrusted
 from ..config import DataConfig
 from ..data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
-from ..errors import DataError, HeadstartError
+from ..errors import ConfigError, DataError, HeadstartError, UntrustedCode
 from ..evaluate import compute_metrics
 from ..features import predict_outputs
 from ..heads import Head
+from ._folder import check_members
 from ._onnx import EXPORT_DIR, OnnxModel, default_onnx
+
+ENGINES = ("torch", "onnx")
 
 
 class Run:
-    """A fitted model and its record. ``predict`` and ``evaluate`` work on new data."""
+    """A fitted model and its record. ``predict`` and ``evaluate`` work on new data.
 
-    def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone, head: Head,
-                 metrics: dict[str, Any] | None = None):
+    A run loaded without the code its network needs (an untrusted ``py:`` factory) has no ``backbone`` or
+    ``head``: asking for them raises the refusal, and prediction goes through its ONNX export.
+    """
+
+    def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone | None,
+                 head: Head | None, metrics: dict[str, Any] | None = None, *, modality: str | None = None,
+                 batcher: Any = None, refusal: str | None = None):
         self.path, self.config, self.classes, self.task = Path(path), config, classes, task
-        self.backbone, self.head = backbone, head
+        self._backbone, self._head, self._refusal = backbone, head, refusal
         self.metrics = metrics or {}
+        self.modality = backbone.modality if backbone is not None else str(modality)
+        self._batcher = batcher
 
     def __repr__(self) -> str:
         acc = self.metrics.get("test", {}).get("accuracy")
@@ -57,8 +74,26 @@ class Run:
         return f"Run({str(self.path)!r}, {self.config.get('model')}, {self.config.get('strategy')}{tail})"
 
     @property
-    def modality(self) -> str:
-        return self.backbone.modality
+    def backbone(self) -> Backbone:
+        if self._backbone is None:
+            raise UntrustedCode(str(self._refusal))
+        return self._backbone
+
+    @property
+    def head(self) -> Head:
+        if self._head is None:
+            raise UntrustedCode(str(self._refusal))
+        return self._head
+
+    @property
+    def batcher(self) -> Any:
+        """The eval-time preprocessing: the backbone's, or the one recorded for a run loaded without its code."""
+        return self._backbone.preprocess(train=False) if self._backbone is not None else self._batcher
+
+    @property
+    def default_engine(self) -> str:
+        """``onnx`` for a run loaded without its code (the export needs none), else ``torch``."""
+        return "torch" if self._backbone is not None else "onnx"
 
     # -- inputs ----------------------------------------------------------------
     def resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
@@ -106,23 +141,25 @@ class Run:
         return items, refs
 
     # -- use -------------------------------------------------------------------
-    def _outputs(self, items: list[Any], batch_size: int, engine: str) -> np.ndarray:
-        """Probabilities through PyTorch (``engine="torch"``) or the ONNX export (``"onnx"``)."""
+    def _outputs(self, items: list[Any], batch_size: int, engine: str | None) -> np.ndarray:
+        """Probabilities through PyTorch (``engine="torch"``) or the ONNX export (``"onnx"``); None = `default_engine`."""
+        engine = engine or self.default_engine
         if engine == "torch":
             return predict_outputs(self.backbone, self.head, items, batch_size)
         if engine == "onnx":
-            return OnnxModel(default_onnx(self.path), self.backbone).outputs(items, batch_size)
-        raise HeadstartError(f"option --engine: {engine!r} is not one of torch, onnx")
+            return OnnxModel(default_onnx(self.path), self.batcher).outputs(items, batch_size)
+        raise HeadstartError(f"option --engine: {engine!r} is not one of {', '.join(ENGINES)}")
 
-    def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str = "torch") -> np.ndarray:
+    def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
         items, _ = self.resolve_inputs(inputs)
         return self._outputs(items, batch_size, engine)
 
-    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None, engine: str = "torch") -> list[dict[str, Any]]:
+    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None,
+                engine: str | None = None) -> list[dict[str, Any]]:
         """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
 
         ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
-        with the same preprocessing and the same output.
+        with the same preprocessing and the same output; None = `default_engine`.
         """
         items, refs = self.resolve_inputs(inputs, text_col)
         probs = self._outputs(items, batch_size, engine)
@@ -135,7 +172,7 @@ class Run:
             for ref, p in zip(refs, probs)
         ]
 
-    def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str = "torch", **load_kw: Any) -> dict[str, Any]:
+    def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
         ds = data if isinstance(data, Dataset) else load_data(data, **load_kw)
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
@@ -179,8 +216,14 @@ def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes
     buf_path = run_dir / ".model.safetensors.tmp"
     save_file(state, str(buf_path))
     buf_path.replace(run_dir / "model.safetensors")
-    model = {"backbone": backbone.spec, "modality": backbone.modality, "num_features": backbone.num_features,
+    spec = dict(backbone.spec)
+    if isinstance(spec.get("code"), dict):  # a user's factory: also found from the run folder if both move
+        code = spec["code"]
+        spec["code"] = {**code, "relative": os.path.relpath(code["file"], run_dir.resolve())}
+    model = {"backbone": spec, "modality": backbone.modality, "num_features": backbone.num_features,
              "task": task, "num_outputs": len(classes), "dropout": dropout}
+    if backbone.data_config is not None:  # what predicting through the ONNX export needs, without the network
+        model["data_config"] = backbone.data_config
     atomic_write_text(run_dir / "model.json", json.dumps(model, indent=2))
     atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task}, indent=2))
     backbone.save_assets(run_dir / "backbone")
@@ -211,21 +254,36 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def load_run(path: str | Path) -> Run:
-    """Load a run directory written by `fit` (no pickles: YAML, JSON, safetensors)."""
+def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
+    """Load a run directory written by `fit` (no pickles: YAML, JSON, safetensors).
+
+    ``trust_code``: whether a ``py:`` factory the run records may be imported (``True``: when its file's sha256
+    is the recorded one; ``"any"``: whatever it is); None keeps the level in force (`headstart._trust`), which
+    is ``False`` unless a caller raised it. Untrusted, a run that has an ONNX export loads without its network
+    and predicts through the export; one without is refused, in one line naming the file and its hash.
+    """
     p = Path(path).expanduser()
     for name in ("model.json", "labels.json", "model.safetensors"):
         if not (p / name).is_file():
             raise HeadstartError(f"{p}: not a headstart run directory (missing {name}); give the folder `fit` wrote")
+    check_members(p, ["model.json", "labels.json", "model.safetensors", "config.yaml", "metrics.json"])
     model = _read_record(p / "model.json", ("backbone", "task", "num_features", "num_outputs"))
     labels = _read_record(p / "labels.json", ("classes", "task"))
     config = _read_record(p / "config.yaml", ()) if (p / "config.yaml").is_file() else {}
     metrics = _read_record(p / "metrics.json", ()) if (p / "metrics.json").is_file() else {}
-    try:
-        backbone = rebuild_backbone(model["backbone"], p / "backbone")
-        head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)))
-    except (KeyError, TypeError, ValueError) as e:
-        raise HeadstartError(f"{p / 'model.json'}: the recorded architecture is damaged ({e!r}); fit the run again") from None
+    with trusting(trust_code) as level:
+        spec = model["backbone"]
+        if not isinstance(spec, dict):
+            raise HeadstartError(f"{p / 'model.json'}: the recorded backbone is not a record; fit the run again")
+        if level == "no" and runs_user_code(spec):
+            return _without_code(p, model, labels, config, metrics)
+        try:
+            backbone = rebuild_backbone(spec, p / "backbone")
+            head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise HeadstartError(f"{p / 'model.json'}: the recorded architecture is damaged ({e!r}); fit the run again") from None
+        except ConfigError as e:  # e.g. a family this installation lacks, or a backbone that points at another run
+            raise ConfigError(f"{p / 'model.json'}: {e}") from None
     try:
         state = load_file(str(p / "model.safetensors"))
     except Exception as e:
@@ -240,6 +298,26 @@ def load_run(path: str | Path) -> Run:
     backbone.eval()
     head.eval()
     return Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+
+
+def _without_code(p: Path, model: dict[str, Any], labels: dict[str, Any], config: dict[str, Any],
+                  metrics: dict[str, Any]) -> Run:
+    """An untrusted run of a user's factory: through its ONNX export when it has one, else refused."""
+    refusal = why_untrusted(model["backbone"], p)  # one line naming the file and its hash
+    cfg = model.get("data_config")
+    exported = (p / EXPORT_DIR / "export.json").is_file()
+    if not exported or model.get("modality") != "image" or not isinstance(cfg, dict):
+        tail = "" if exported else ("; or export it once where it is trusted (`headstart export --trust-code`): "
+                                    "its ONNX file predicts without code")
+        raise UntrustedCode(refusal + tail)
+    try:
+        batcher = ImageBatcher(cfg, False, "none")
+    except (KeyError, TypeError, ValueError) as e:
+        raise HeadstartError(f"{p / 'model.json'}: the recorded data_config is damaged ({e!r}); fit the run again") from None
+    info(f"{p}: its network's code is not trusted, so it predicts through its ONNX export ({default_onnx(p).name}), "
+         "which runs no code from the run folder")
+    return Run(p, config, labels["classes"], labels["task"], None, None, metrics, modality="image", batcher=batcher,
+               refusal=refusal)
 
 
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
@@ -280,5 +358,5 @@ def run_backbone(path: str, *, weights: str | None = None, pretrained: bool = Tr
     return backbone
 
 
-__all__ = ["EXPORT_DIR", "OnnxModel", "Run", "default_onnx", "dump_config", "load_run", "run_backbone", "save_model",
-           "write_history", "write_json"]
+__all__ = ["ENGINES", "EXPORT_DIR", "OnnxModel", "Run", "default_onnx", "dump_config", "load_run", "run_backbone",
+           "save_model", "write_history", "write_json"]

@@ -231,7 +231,7 @@ def _stage(run: Any, name: str, path: Path, items: list[Any], y: np.ndarray, ref
            batch_size: int) -> dict[str, Any]:
     """Run one exported file on the held-out inputs and compare with PyTorch fp32."""
     t0 = time.perf_counter()
-    probs = OnnxModel(path, run.backbone).outputs(items, batch_size)
+    probs = OnnxModel(path, run.batcher).outputs(items, batch_size)
     acc = compute_metrics(y, probs, run.task, run.classes)["accuracy"]
     return {
         "stage": name, "file": path.name, "bytes": path.stat().st_size, "zipped_bytes": zipped_size(path),

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write_text, prepare_output_dir
 from .._progress import info
+from .._trust import trusting
 from ..config import FitConfig
 from ..errors import ConfigError, HeadstartError, did_you_mean
 from ..run import load_run
@@ -70,12 +71,14 @@ def default_out(data: str) -> Path:
 
 
 def compare(data: str, strategies: str | list[str] | None = None, budgets: str | list[Any] = "5,20,all", *, out: str | Path | None = None,
-            overwrite: bool = False, resume: bool = False, **fit_options: Any) -> pd.DataFrame:
+            overwrite: bool = False, resume: bool = False, trust_code: bool | str | None = None,
+            **fit_options: Any) -> pd.DataFrame:
     """Fit every strategy at every label budget; returns one row per run (also in ``<out>/compare.csv``).
 
     ``fit_options`` are `FitConfig` fields and strategy options shared by all runs
     (``model``, ``weights``, ``epochs``, ``test``, ``lora_r`` ...); ``out``, ``strategy``,
-    ``labels_per_class`` and ``data`` are set per run.
+    ``labels_per_class`` and ``data`` are set per run. ``trust_code`` as in `fit`; a finished run that
+    ``resume`` reuses is loaded under it too (it is a run folder read again, not the code this call named).
     """
     from ..report import plot_data_efficiency, write_compare_report
 
@@ -98,7 +101,8 @@ def compare(data: str, strategies: str | list[str] | None = None, budgets: str |
             tag = f"{s}-{'all' if budget is None else budget}"
             run_dir = folder / "runs" / tag
             info(f"compare: {tag}")
-            run = _fit_or_reuse(data, run_dir, s, budget, _options_for(s, fit_options))
+            with trusting(trust_code):
+                run = _fit_or_reuse(data, run_dir, s, budget, _options_for(s, fit_options))
             rows.append(_row(run, s, budget))
             _write(folder, record, rows)
     import pandas as pd

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._io import prepare_output_dir
 from .._progress import info
+from .._trust import at_least, trusting
 from ..backbones import build_backbone, preflight
 from ..config import FitConfig
 from ..data import Dataset, load_data
@@ -118,7 +119,8 @@ class Fitted:
     def load(self) -> Run:
         from ..run import load_run
 
-        return load_run(self.path)
+        # The run this fit just wrote: its code is the code this fit ran (named by the user, or trusted).
+        return load_run(self.path, trust_code=at_least("yes"))
 
 
 def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Backbone | None = None,
@@ -219,16 +221,20 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
 
 
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
-        **overrides: Any) -> Run:
+        trust_code: bool | str | None = None, **overrides: Any) -> Run:
     """Fit a transferred model and write its run directory. Returns the loaded `Run`.
 
     ``headstart.fit("photos/", model="timm:resnet18", strategy="linear")`` –
     keyword overrides are `FitConfig` fields or the strategy's options; ``config``
     may be a FitConfig, a dict or a YAML file. ``dataset`` passes an already-loaded `Dataset`.
+    ``trust_code``: whether code that a run folder this fit reads names may run (a ``run:`` source model
+    or a distillation teacher built by a ``py:`` factory; see `load_run`). A ``py:`` factory named in the
+    model string itself is the user's own choice and always runs.
     """
     if dataset is not None and data is None and not (config or overrides.get("data")):
         overrides["data"] = dataset.name
-    return run_pipeline(as_config(data, config, overrides), dataset=dataset).load()
+    with trusting(trust_code):
+        return run_pipeline(as_config(data, config, overrides), dataset=dataset).load()
 
 
 def summary_rows(run: Run) -> list[tuple[str, str]]:

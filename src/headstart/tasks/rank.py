@@ -34,6 +34,7 @@ from .. import transferability as tr
 from .._io import atomic_write_text, prepare_output_dir
 from .._progress import info, warn
 from .._seed import seed_everything
+from .._trust import trusting
 from ..backbones import Backbone, build_backbone
 from ..config import FitConfig
 from ..data import Dataset, load_data, per_class_subset, stratified_holdout
@@ -158,6 +159,7 @@ def rank(
     cache_dir: str | Path | None = None,
     out: str | Path | None = None,
     overwrite: bool = False,
+    trust_code: bool | str | None = None,
 ) -> Any:
     """Rank candidate backbones for ``data``. Returns a pandas DataFrame, best first.
 
@@ -168,6 +170,7 @@ def rank(
     not requested). ``df.attrs`` holds ``recommended`` (the row label), ``recommended_model`` and
     ``recommended_weights`` (what to pass to `fit`), ``by``, ``path`` and ``seconds``.
     A metric that cannot apply to a candidate (LEEP/NCE without a source classifier) is NaN.
+    ``trust_code``: whether a ``run:`` candidate built by a ``py:`` factory may import it (see `load_run`).
     """
     import pandas as pd
 
@@ -194,7 +197,8 @@ def rank(
         info(f"candidate {cand.label}")
         t0 = time.perf_counter()
         seed_everything(seed)  # as `fit` does: a random-init candidate is the same network there
-        backbone = build_backbone(cand.model, weights=cand.weights, pretrained=True)
+        with trusting(trust_code):
+            backbone = build_backbone(cand.model, weights=cand.weights, pretrained=True)
         if backbone.modality != ds.modality:
             raise ConfigError(f"option --models: {cand.model} is {kind_of(backbone.modality)} but the data holds {ds.modality}s")
         fingerprints[cand.label] = backbone.fingerprint
