@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import headstart
@@ -29,7 +29,9 @@ TINY = f"py:{Path(__file__).parent / 'backbones' / 'tiny_factory.py'}:tiny"
 def tiny_weights(tmp_path: Path) -> Path:
     torch.manual_seed(3)
     path = tmp_path / "tiny.safetensors"
-    save_file(TinyNet().state_dict(), str(path))
+    state = TinyNet().state_dict()
+    state["fc.weight"] *= 40  # a confident source classifier: LEEP/NCE then depend on its probabilities' exact scale
+    save_file(state, str(path))
     return path
 
 
@@ -54,6 +56,13 @@ def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, t
     feats = extract_items(build_backbone(TINY, weights=str(tiny_weights)), ds.items)[pool]
     assert with_head["logme"] == pytest.approx(tr.logme(feats, ds.y[pool]), rel=1e-4)
     assert with_head["hscore"] == pytest.approx(tr.hscore(feats, ds.y[pool]), rel=1e-3)
+    # LEEP / NCE on the source classifier's probabilities, computed here from the weights file itself
+    sd = load_file(str(tiny_weights))
+    logits = feats.astype(np.float64) @ sd["fc.weight"].double().numpy().T + sd["fc.bias"].double().numpy()
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    assert with_head["leep"] == pytest.approx(tr.leep(probs, ds.y[pool]), rel=1e-4)
+    assert with_head["nce"] == pytest.approx(tr.nce(probs, ds.y[pool]), rel=1e-4)
     saved = json.loads((tmp_path / "rk" / "rank.json").read_text())
     assert saved["n_examples"] == len(pool) < len(ds.items)
     assert [c["candidate"] for c in saved["candidates"]] == list(df.index)
@@ -69,6 +78,18 @@ def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, t
     assert predicted["of"] == 2 and predicted["by"] == "logme"
     assert predicted["scores"]["logme"] == pytest.approx(again.loc[f"tiny@{tiny_weights.name}", "logme"])
     assert "Predicted (headstart rank) vs obtained" in (run.path / "report.html").read_text()
+
+
+def test_goal_decides_which_score_orders_the_table(tmp_path: Path, tiny_weights: Path) -> None:
+    """``goal="linear"`` ranks by LogME even when it is not the first metric asked for, ``finetune`` by the proxy."""
+    data = write_image_folder(tmp_path / "imgs", per_class=12, classes=3)
+    cands = [f"{TINY}@{tiny_weights}", TINY, "scratch:cnn@32"]
+    for goal, by in (("linear", "logme"), ("finetune", "proxy")):
+        df = headstart.rank(data, cands, metrics="knn,proxy,logme", goal=goal, proxy_epochs=1)
+        assert df.attrs["by"] == by
+        assert list(df.index) == list(df[by].sort_values(ascending=False).index), df[["knn", "proxy", "logme"]]
+        assert df.attrs["recommended_model"] == df.iloc[0]["model"]
+    assert len(set(df["logme"])) == 3
 
 
 def test_rank_prefers_the_pretrained_text_encoder(text_csv: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from headstart.training.engine import EpochShuffle, LengthGroupedBatches, warmup_cosine
@@ -69,3 +70,49 @@ def test_batches_follow_what_the_backbone_declares() -> None:
     extract_items(cnn, [np.zeros((32, 32, 3), np.uint8)] * 3)
     conv = next(m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the weights follow the declared format
+
+
+def _selection_loss(run) -> float:
+    """Cross-entropy of the saved model on the run's own selection split (what the fit called val_loss)."""
+    ds = run.reload_data()
+    items, y = run.labeled(ds, ds.val_idx)
+    p = run.predict_proba(items)  # [N, classes], binary included
+    return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def test_restore_best_and_patience_keep_the_epoch_with_the_lowest_selection_loss(tmp_path) -> None:
+    """A fit that overfits (a large step on a small table): its selection loss falls, then rises.
+
+    ``--restore-best`` runs every epoch and saves the weights of the lowest one; ``--patience K`` also stops
+    K epochs after it. Without either, the last epoch is kept."""
+    import csv
+
+    import headstart
+
+    from .conftest import write_text_table
+
+    data = write_text_table(tmp_path / "t.csv", per_class=24, seed=2)
+    common = dict(model="scratch:bow", strategy="scratch", epochs=30, lr=0.05, seed=0, val_fraction=0.3)
+
+    def losses(run) -> list[float]:
+        with open(run.path / "history.csv") as f:
+            return [float(r["val_loss"]) for r in csv.DictReader(f)]
+
+    last = headstart.fit(data, out=str(tmp_path / "last"), **common)
+    curve = losses(last)
+    best_epoch = int(np.argmin(curve)) + 1
+    assert best_epoch < len(curve) - 3 and curve[-1] > min(curve) + 0.05, curve  # it does overfit
+    assert last.metrics["fit"]["kept_epoch"] == 30
+    assert _selection_loss(last) == pytest.approx(curve[-1], rel=1e-3)
+
+    best = headstart.fit(data, out=str(tmp_path / "best"), restore_best=True, **common)
+    assert losses(best) == pytest.approx(curve)  # the same fit: every epoch run
+    assert best.metrics["fit"]["kept_epoch"] == best_epoch
+    assert _selection_loss(best) == pytest.approx(min(curve), rel=1e-3)
+
+    stopped = headstart.fit(data, out=str(tmp_path / "stop"), patience=3, **common)
+    run_curve = losses(stopped)
+    assert run_curve == pytest.approx(curve[: len(run_curve)])
+    assert stopped.metrics["fit"]["epochs_run"] == len(run_curve) == best_epoch + 3  # stopped 3 epochs after the best
+    assert stopped.metrics["fit"]["kept_epoch"] == best_epoch
+    assert _selection_loss(stopped) == pytest.approx(min(curve), rel=1e-3)

@@ -134,3 +134,54 @@ def test_export_cli_prints_the_check_table(image_run: Path) -> None:
     res = CliRunner().invoke(app, ["export", str(image_run), "--format", "onnx"])
     assert res.exit_code == 0, res.output
     assert "model.onnx" in res.output and "PyTorch fp32" in res.output and "--engine onnx" in res.output
+
+
+FRAGILE = """
+import torch
+from torch import nn
+
+
+class Fragile(nn.Module):
+    \"\"\"A small CNN with a huge constant channel inside: int8's per-tensor activation range then crushes the rest.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = 16
+        self.fc = nn.Linear(16, 3)
+        self.register_buffer("select", torch.cat([torch.eye(16), torch.zeros(16, 1)], 1))  # fp32 drops that channel again
+        self.pretrained_cfg = {"input_size": (3, 32, 32), "mean": (0.5,) * 3, "std": (0.25,) * 3, "crop_pct": 1.0}
+
+    def forward_features(self, x):
+        f = self.body(x)
+        return nn.functional.linear(torch.cat([f, torch.full_like(f[:, :1], 1e4)], 1), self.select)
+
+    def forward(self, x):
+        return self.fc(self.forward_features(x))
+
+
+def fragile():
+    return Fragile()
+"""
+
+
+def test_an_int8_file_that_loses_accuracy_is_refused_unless_forced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "fragile.py").write_text(FRAGILE)
+    data = write_image_folder(tmp_path / "imgs", per_class=20, classes=3, seed=3)
+    run = headstart.fit(data, model=f"py:{tmp_path / 'fragile.py'}:fragile", strategy="scratch", epochs=12, out="runs/f")
+    folder = run.path / "export"
+    with pytest.raises(HeadstartError, match=r"^int8: .*points lost > --max-drop 1\b.*--force"):
+        run.export(quantize="int8")
+    record = json.loads((folder / "export.json").read_text())
+    assert record["refused"]["stage"] == "int8" and record["refused"]["drop_points"] > 1
+    assert record["default"] == "model.onnx" and sorted(p.name for p in folder.glob("*.onnx")) == ["model.onnx"]
+    monkeypatch.setenv("COLUMNS", "300")  # the table's file column in full
+    res = CliRunner().invoke(app, ["export", str(run.path), "--quantize", "int8", "--force", "--trust-code"])
+    assert res.exit_code == 0, res.output
+    assert "model-int8.onnx (forced)" in res.output
+    record = json.loads((folder / "export.json").read_text())
+    int8 = record["stages"][-1]
+    assert int8["file"] == "model-int8.onnx" and int8["forced"] and not int8["accepted"]
+    assert record["default"] == "model-int8.onnx" and (folder / "model-int8.onnx").is_file()
+    assert int8["accuracy"] < record["pytorch_fp32"]["accuracy"] - 0.01

@@ -34,12 +34,11 @@ def tiny_hf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import os
-
     root = tmp_path_factory.mktemp("src-run")
     data = write_image_folder(root / "imgs", per_class=6)
-    os.environ["HEADSTART_CACHE_DIR"] = str(root / "cache")
-    run = headstart.fit(data, model="scratch:cnn@32", strategy="linear", out=str(root / "run"), cv_folds=2)
+    with pytest.MonkeyPatch.context() as mp:  # the cache of this fit only: later tests keep their own
+        mp.setenv("HEADSTART_CACHE_DIR", str(root / "cache"))
+        run = headstart.fit(data, model="scratch:cnn@32", strategy="linear", out=str(root / "run"), cv_folds=2)
     return run.path
 
 

@@ -108,3 +108,52 @@ def test_digits_builtin() -> None:
     ds = load_data("digits", seed=0)
     assert ds.num_classes == 10 and ds.items[0].shape == (8, 8, 3)
     assert len(ds.train_idx) + len(ds.val_idx) + len(ds.test_idx) == 1797
+
+
+def test_decoded_values_follow_each_mode(tmp_path: Path) -> None:
+    """Not only shape and dtype: the RGB values a user would see for each kind of file."""
+
+    def decoded(im: Image.Image, name: str) -> np.ndarray:
+        im.save(tmp_path / name)
+        return decode_image(tmp_path / name).astype(int)
+
+    gray = np.arange(0, 240, 8, dtype=np.uint8).reshape(5, 6)
+    out = decoded(Image.fromarray(gray, "L"), "gray.png")
+    assert (out == gray[..., None]).all()  # every channel is the gray level
+    # RGBA over white: opaque keeps its colour, transparent is white, half-transparent red is pink
+    rgba = np.array([[[200, 10, 30, 255], [0, 0, 0, 0], [255, 0, 0, 128]]], dtype=np.uint8)
+    out = decoded(Image.fromarray(rgba, "RGBA"), "rgba.png")
+    assert out[0, 0].tolist() == [200, 10, 30] and out[0, 1].tolist() == [255, 255, 255]
+    assert np.abs(out[0, 2] - [255, 127, 127]).max() <= 1
+    la = np.array([[[100, 255], [100, 0]]], dtype=np.uint8)
+    out = decoded(Image.fromarray(la, "LA"), "la.png")
+    assert out[0, 0].tolist() == [100] * 3 and out[0, 1].tolist() == [255] * 3
+    # palette: each index shows its palette colour; a transparent index is white
+    pal = Image.new("P", (3, 1))
+    pal.putpalette([255, 0, 0, 0, 128, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    pal.putdata([0, 1, 2])
+    assert decoded(pal, "pal.png")[0].tolist() == [[255, 0, 0], [0, 128, 0], [0, 0, 255]]
+    pal.info["transparency"] = 1
+    assert decoded(pal, "pal_t.png")[0].tolist() == [[255, 0, 0], [255, 255, 255], [0, 0, 255]]
+    # CMYK: no ink is white, full cyan is (0, 255, 255), full black ink is black
+    cmyk = np.array([[[0, 0, 0, 0], [255, 0, 0, 0], [0, 0, 0, 255]]], dtype=np.uint8)
+    assert decoded(Image.fromarray(cmyk, "CMYK"), "cmyk.tif")[0].tolist() == [[255, 255, 255], [0, 255, 255], [0, 0, 0]]
+    # 16-bit: scaled so that the brightest pixel is 255
+    deep = np.array([[0, 1000, 2000, 4000]], dtype=np.uint16)
+    out = decoded(Image.fromarray(deep), "deep.tif")[..., 0]
+    assert out[0].tolist() == [0, 63, 127, 255]
+    assert decoded(Image.fromarray(np.array([[0, 255]], dtype=np.uint8)).convert("1"), "bw.png")[0, :, 0].tolist() == [0, 255]
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    """A phone photo stored sideways with EXIF orientation 6 (rotate 90 degrees clockwise to display)."""
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)
+    stored[:, 20:] = 255  # left half black, right half white, as stored
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    im.save(path, quality=95, exif=exif)
+    arr = decode_image(path)
+    assert arr.shape == (40, 20, 3)  # displayed upright: portrait
+    assert arr[:16].mean() < 30 and arr[24:].mean() > 225  # the stored left half is now on top

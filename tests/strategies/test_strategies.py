@@ -114,3 +114,31 @@ def test_linear_head_matches_sklearn_on_cached_features(text_csv: Path) -> None:
     clf = LogisticRegression(C=run.metrics["fit"]["C"], max_iter=3000).fit(sc.transform(feats[pool]), ds.y[pool])
     ours = run.predict_proba([ds.items[i] for i in ds.test_idx])
     assert np.allclose(ours, clf.predict_proba(sc.transform(feats[ds.test_idx])), atol=1e-3)
+
+
+def test_gradual_takes_its_unfrozen_groups_from_a_checkpoint() -> None:
+    """A resumed fit trains the groups its checkpoint had unfrozen, even where the schedule would have fewer
+    (e.g. resumed with a slower --unfreeze-every): `load_state_dict` is what carries them."""
+    from headstart.backbones import build_backbone
+    from headstart.heads import make_head
+    from headstart.training.strategies import FitContext
+    from headstart.training.strategies.gradual import Gradual
+
+    cfg = FitConfig(data="x", strategy="gradual", epochs=40, options={"start_unfrozen": 1, "unfreeze_every": 10})
+    bb = build_backbone("scratch:cnn@32")
+    ctx = FitContext(cfg=cfg, data=None, backbone=bb, head=make_head("binary", bb.num_features, 2), run_dir=Path("."),
+                     cache_dir=Path("."))
+
+    def trainable(strategy: Gradual) -> list[bool]:
+        return [all(p.requires_grad for p in g.parameters()) for g in strategy.movable]
+
+    fresh = Gradual(cfg)
+    fresh.prepare(ctx)
+    fresh.on_epoch_start(0, ctx)
+    assert trainable(fresh) == [False, False, False, True]  # the schedule at epoch 0: the top group only
+    resumed = Gradual(cfg)
+    resumed.prepare(ctx)
+    resumed.load_state_dict(fresh.state_dict() | {"unfrozen": 3})
+    resumed.on_epoch_start(0, ctx)
+    assert trainable(resumed) == [False, True, True, True]
+    assert resumed.state_dict() == {"unfrozen": 3}

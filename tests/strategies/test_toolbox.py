@@ -273,7 +273,7 @@ def test_frozen_cache_refuses_what_it_cannot_do(images: Path, source_run: str) -
     assert run.metrics["fit"]["cache_frozen"].startswith("off: the network's forward needs its input")
 
 
-def test_a_group_unfrozen_by_gradual_trains_its_batchnorm_again() -> None:
+def test_a_group_unfrozen_by_gradual_trains_its_batchnorm_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """Frozen: BatchNorm in eval (statistics kept). Unfrozen later: back in train mode, in a fit and in a resume alike."""
     from headstart.config import FitConfig
     from headstart.heads import make_head
@@ -293,8 +293,8 @@ def test_a_group_unfrozen_by_gradual_trains_its_batchnorm_again() -> None:
     for epoch in range(len(strategy.movable) + 1):
         module._epoch_entered = None
         module.trainer = None
-        type(module).current_epoch = property(lambda self, e=epoch: e)  # what Lightning would report
+        # what Lightning would report; monkeypatch puts the class back even when the test fails
+        monkeypatch.setattr(type(module), "current_epoch", property(lambda self, e=epoch: e))
         module._enter_epoch()
         modes.append(bottom_bn[0].training)
-    del type(module).current_epoch
     assert modes[0] is False and modes[-1] is True  # frozen at first, training once its group is unfrozen

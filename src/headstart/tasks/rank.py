@@ -67,7 +67,7 @@ class Candidate:
     @classmethod
     def parse(cls, text: str) -> Candidate:
         model, sep, weights = text.rpartition("@")
-        if not sep:
+        if not sep or (weights.isdigit() and not Path(weights).is_file()):  # scratch:cnn@96 is a model's own input size
             return cls(text)
         if not model or not weights:
             raise ConfigError(f"option --models: {text!r} must look like MODEL or MODEL@WEIGHTS_FILE")
