@@ -1,0 +1,150 @@
+"""Mutation testing, by hand (issue 28): which changes to the code would the tests notice?
+
+    pip install -e '.[mutation]'
+    python benchmarks/mutation.py [--rev HEAD] [--module transferability ...] [--out runs/mutation]
+
+For each module where a silent error costs users most, mutmut changes the code one small edit at a time
+(``<`` to ``<=``, a constant, a dropped argument ...) and runs that module's own fast tests against each
+change. A mutant the tests fail on is *killed*; one they pass is *survived*: either a gap in the tests or an
+equivalent change (same behaviour). Each module runs in its own clean copy of the commit ``--rev``, so the
+work tree is never touched and two commits can be compared (before/after a change to the tests).
+
+Writes ``<out>/<rev>/<module>.json`` (counts and the survivors' names) and prints a table; the table for
+docs/benchmarks.md is printed by ``--markdown``. The triage of the survivors is docs/mutation.md.
+
+Scope: ``strategies`` mutates the functions that define each method (its loss, schedule, parameter groups
+and checkpoint state), not the plumbing around them: the strategies' tests train real models, and running
+them for every mutant of every line would take hours on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# module -> files mutated, its own tests, and (optionally) the functions mutated (mutmut's name globs)
+MODULES: dict[str, dict] = {
+    "transferability": {"mutate": ["src/headstart/transferability/*"], "tests": ["tests/transferability/"]},
+    "data/_images.py": {"mutate": ["src/headstart/data/_images.py"], "tests": ["tests/data/test_images.py"]},
+    "data/_tables.py": {"mutate": ["src/headstart/data/_tables.py"],
+                        "tests": ["tests/data/test_tables.py", "tests/data/test_awkward_tables.py"]},
+    "splits": {"mutate": ["src/headstart/data/_dataset.py"], "tests": ["tests/data/"],
+               "names": ["headstart.data._dataset.x_stratified_holdout*", "headstart.data._dataset.x_per_class_subset*",
+                         "headstart.data._dataset.x_make_splits*"]},
+    "export gate": {"mutate": ["src/headstart/run/export.py"], "tests": ["tests/test_export.py"],
+                    "names": ["headstart.run.export.x_export_run*", "headstart.run.export.x__stage*",
+                              "headstart.run.export.x__check_options*", "headstart.run.export.x__forget_previous*"]},
+    "strategies": {"mutate": ["src/headstart/training/strategies/*"], "tests": ["tests/strategies/"],
+                   "names": ["headstart.training.strategies.distill.x_soft_loss*",
+                             "headstart.training.strategies.distill.x_teacher_columns*",
+                             "headstart.training.strategies.distill.xǁDistillǁtraining_step*",
+                             "headstart.training.strategies.l2sp.*",
+                             "headstart.training.strategies.gradual.*",
+                             "headstart.training.strategies.finetune.xǁFineTuneǁparam_groups*",
+                             "headstart.training.strategies.joint.xǁJointǁtraining_step*",
+                             "headstart.training.strategies.joint.x_*"]},
+}
+
+
+def _checkout(rev: str, dest: Path) -> None:
+    """The files of commit ``rev`` (not the work tree) into ``dest``."""
+    with tempfile.TemporaryFile() as f:
+        subprocess.run(["git", "archive", rev], cwd=ROOT, stdout=f, check=True)
+        f.seek(0)
+        with tarfile.open(fileobj=f) as tar:
+            tar.extractall(dest, filter="data")
+
+
+def _configure(copy: Path, spec: dict) -> None:
+    conf = ["", "[tool.mutmut]", 'source_paths = ["src/"]',
+            f"only_mutate = {json.dumps(spec['mutate'])}",
+            f"pytest_add_cli_args_test_selection = {json.dumps(spec['tests'])}",
+            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]', ""]
+    with open(copy / "pyproject.toml", "a", encoding="utf-8") as f:
+        f.write("\n".join(conf))
+
+
+def _statuses(copy: Path, mutmut: str) -> dict[str, str]:
+    out = subprocess.run([mutmut, "results", "--all", "true"], cwd=copy, capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+): (.+)$", line)
+        if m:
+            found[m.group(1)] = m.group(2).strip()
+    return found
+
+
+def run_module(name: str, rev: str, out: Path, children: int) -> dict:
+    spec = MODULES[name]
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    with tempfile.TemporaryDirectory(prefix="headstart-mutation-") as tmp:
+        copy = Path(tmp) / "src-copy"
+        copy.mkdir()
+        _checkout(rev, copy)
+        _configure(copy, spec)
+        env = {**os.environ, "HEADSTART_QUIET": "1", "MPLCONFIGDIR": str(Path(tmp) / "mpl"),
+               "HEADSTART_CACHE_DIR": str(Path(tmp) / "cache"), "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")}
+        t0 = time.perf_counter()
+        proc = subprocess.run([mutmut, "run", "--max-children", str(children), *spec.get("names", [])], cwd=copy, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - t0
+        statuses = _statuses(copy, mutmut)
+        if spec.get("names"):
+            pats = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in spec["names"]]
+            statuses = {k: v for k, v in statuses.items() if any(p.match(k) for p in pats)}
+        diffs = {k: subprocess.run([mutmut, "show", k], cwd=copy, capture_output=True, text=True).stdout
+                 for k, v in statuses.items() if v == "survived"}
+    counts: dict[str, int] = {}
+    for v in statuses.values():
+        counts[v] = counts.get(v, 0) + 1
+    killed, survived = counts.get("killed", 0), counts.get("survived", 0)
+    result = {"module": name, "rev": rev, "seconds": round(seconds, 1), "counts": counts, "total": len(statuses),
+              "kill_rate": round(killed / max(1, killed + survived), 4), "survivors": diffs,
+              "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+    dest = out / rev
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"{name.replace('/', '_')}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rev", default="HEAD", help="the commit whose code and tests are mutated (default HEAD)")
+    ap.add_argument("--module", action="append", choices=list(MODULES), help="only these modules (repeatable)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "mutation"))
+    ap.add_argument("--children", type=int, default=2, help="mutants tested in parallel")
+    ap.add_argument("--markdown", nargs=2, metavar=("BEFORE", "AFTER"), help="print the docs table from two revs' results")
+    a = ap.parse_args()
+    out = Path(a.out)
+    if a.markdown:
+        before, after = a.markdown
+        print("| module | mutants | killed before | killed after | survivors after |")
+        print("|---|---:|---:|---:|---:|")
+        for name in MODULES:
+            f = f"{name.replace('/', '_')}.json"
+            b, c = (json.loads((out / r / f).read_text()) if (out / r / f).is_file() else None for r in (before, after))
+            if c is None:
+                continue
+            rate = (lambda r: f"{100 * r['kill_rate']:.1f}%" if r else "n/a")
+            print(f"| {name} | {c['total']} | {rate(b)} | {rate(c)} | {c['counts'].get('survived', 0)} |")
+        return
+    rev = subprocess.run(["git", "rev-parse", "--short", a.rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    for name in a.module or list(MODULES):
+        r = run_module(name, rev, out, a.children)
+        print(f"{name:18s} {rev}  mutants {r['total']:5d}  killed {r['counts'].get('killed', 0):5d}  "
+              f"survived {r['counts'].get('survived', 0):4d}  other {r['total'] - r['counts'].get('killed', 0) - r['counts'].get('survived', 0):3d}"
+              f"  kill rate {100 * r['kill_rate']:5.1f}%  {r['seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
