@@ -40,19 +40,18 @@ MODULES: dict[str, dict] = {
                         "tests": ["tests/data/test_tables.py", "tests/data/test_awkward_tables.py"]},
     "splits": {"mutate": ["src/headstart/data/_dataset.py"], "tests": ["tests/data/"],
                "names": ["headstart.data._dataset.x_stratified_holdout*", "headstart.data._dataset.x_per_class_subset*",
-                         "headstart.data._dataset.x_make_splits*"]},
+                         "headstart.data._dataset.x_sized_subset*", "headstart.data._dataset.x_make_splits*"]},
     "export gate": {"mutate": ["src/headstart/run/export.py"], "tests": ["tests/test_export.py"],
                     "names": ["headstart.run.export.x_export_run*", "headstart.run.export.x__stage*",
                               "headstart.run.export.x__check_options*", "headstart.run.export.x__forget_previous*"]},
     "strategies": {"mutate": ["src/headstart/training/strategies/*"], "tests": ["tests/strategies/"],
-                   "names": ["headstart.training.strategies.distill.x_soft_loss*",
-                             "headstart.training.strategies.distill.x_teacher_columns*",
-                             "headstart.training.strategies.distill.xǁDistillǁtraining_step*",
-                             "headstart.training.strategies.l2sp.*",
-                             "headstart.training.strategies.gradual.*",
-                             "headstart.training.strategies.finetune.xǁFineTuneǁparam_groups*",
-                             "headstart.training.strategies.joint.xǁJointǁtraining_step*",
-                             "headstart.training.strategies.joint.x_*"]},
+                   "names": [f"headstart.training.strategies.{n}*" for n in (
+                       "distill.x_soft_loss", "distill.x_teacher_columns", "distill.xǁDistillǁtraining_step",
+                       "l2sp.x_l2sp_penalty", "l2sp.xǁL2SPǁtraining_step", "l2sp.xǁL2SPǁparam_groups",
+                       "gradual.xǁGradualǁscheduled", "gradual.xǁGradualǁon_epoch_start", "gradual.xǁGradualǁstate_dict",
+                       "gradual.xǁGradualǁload_state_dict", "finetune.xǁFineTuneǁparam_groups",
+                       "joint.x_target_weight", "joint.xǁJointǁtraining_step", "lp_ft.xǁLPFTǁbase_lr",
+                       "lp_ft.xǁLPFTǁhead_lr_mult", "lora.x_default_targets", "lora.x_resolve_targets", "lora.x__matches")]},
 }
 
 

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from headstart.errors import HeadstartError
 from headstart.transferability import (
+    centroid_distance,
     hscore,
     knn_accuracy,
     leep,
@@ -131,7 +132,7 @@ def _mmd_reference(s, t, kernel, bandwidth, permutations, max_points, seed):
 
 
 @pytest.mark.parametrize("kernel,bandwidth,max_points,seed", [("rbf", None, 100, 0), ("rbf", None, 7, 4), ("linear", None, 8, 2),
-                                                              ("rbf", 0.9, 100, 1)])
+                                                              ("rbf", 0.9, 100, 1), ("rbf", None, 9, 2)])  # 9 = all of s: kept as is
 def test_mmd_permutation_test_follows_its_definition(kernel: str, bandwidth: float | None, max_points: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     s, t = rng.normal(0, 1, (9, 3)), rng.normal(0.4, 1, (8, 3))
@@ -228,3 +229,51 @@ def test_hscore_shrinkage_bounds_and_explicit_formula() -> None:
     means = np.stack([c[y == k].mean(0) for k in range(3)])
     ref = np.trace(np.linalg.inv(cov) @ (means[y].T @ means[y] / len(c)))
     assert hscore(f + 50.0, y) == pytest.approx(ref, rel=1e-6)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    """C=1, seed 0, 5 folds, 200 permutations: what a caller gets without naming them (data where each matters)."""
+    f, y = _blobs(n=40, d=30, sep=0.35, seed=2)
+    assert linear_probe_accuracy(f, y) == linear_probe_accuracy(f, y, C=1.0, seed=0)
+    assert linear_probe_accuracy(f, y) != linear_probe_accuracy(f, y, C=2.0)  # C matters on these features
+    g, z = _blobs(n=45, d=8, sep=0.5, seed=3)
+    assert knn_accuracy(g, z) == knn_accuracy(g, z, k=5, folds=5, seed=0)
+    rng = np.random.default_rng(0)
+    s, t = rng.normal(0, 1, (12, 2)), rng.normal(0.3, 1, (10, 2))
+    assert mmd(s, t) == mmd(s, t, kernel="rbf", permutations=200, seed=0)
+    assert proxy_a_distance(s, t) == proxy_a_distance(s, t, folds=5, seed=0)
+
+
+def test_proxy_a_distance_takes_the_smaller_domain_and_its_folds() -> None:
+    rng = np.random.default_rng(11)
+    s, t = rng.normal(0, 1, (24, 4)), rng.normal(0.5, 1, (40, 4))  # the source is the smaller one
+    got = proxy_a_distance(s, t, folds=3, seed=2)
+    r = np.random.default_rng(2)
+    ss, tt = s[r.choice(24, 24, replace=False)], t[r.choice(40, 24, replace=False)]
+    x, y = np.concatenate([ss, tt]), np.r_[np.zeros(24, int), np.ones(24, int)]
+    acc = _cv_accuracy(make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000)), x, y, 3, 2)
+    assert got["domain_classifier_error"] == pytest.approx(min(1.0 - acc, 0.5), abs=1e-12)
+
+
+def test_centroid_distance_of_two_nonzero_means() -> None:
+    assert centroid_distance(np.array([[0.0, 0.0], [2.0, 2.0]]), np.array([[4.0, 5.0], [4.0, 5.0]])) == pytest.approx(5.0)
+
+
+def test_scores_compute_in_float64_whatever_comes_in() -> None:
+    f, y = _blobs(n=40, d=5, seed=8)
+    f32 = f.astype(np.float32)
+    assert logme(f32, y) == pytest.approx(logme(f32.astype(np.float64), y), rel=1e-13)
+    assert hscore(f32, y) == pytest.approx(hscore(f32.astype(np.float64), y), rel=1e-12)
+
+
+def test_more_messages_name_the_problem() -> None:
+    with pytest.raises(HeadstartError, match=r"^source and target features differ in width \(2 vs 3\): compute both with the same model$"):
+        mmd(np.ones((4, 2)), np.ones((4, 3)))
+    with pytest.raises(HeadstartError, match=r"^mmd: unknown kernel 'cosine'; use 'linear' or 'rbf'$"):
+        mmd(np.ones((4, 2)), np.zeros((4, 2)), kernel="cosine")
+    with pytest.raises(HeadstartError, match=r"^source_probs: 3 rows for 4 labels$"):
+        leep(np.full((3, 2), 0.5), np.array([0, 1, 0, 1]))
+    with pytest.raises(HeadstartError, match=r"^labels: expected integer class ids for a classification score$"):
+        leep(np.full((4, 2), 0.5), np.array([0.5, 1, 0, 1]))
+    with pytest.raises(HeadstartError, match=r"^source_probs: rows must be probabilities \(softmax of the source classifier's logits\)$"):
+        nce(np.full((4, 2), 0.7), np.array([0, 1, 0, 1]))
