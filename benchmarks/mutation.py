@@ -102,18 +102,23 @@ def run_module(name: str, rev: str, out: Path, children: int) -> dict:
             pats = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in spec["names"]]
             statuses = {k: v for k, v in statuses.items() if any(p.match(k) for p in pats)}
         diffs = {k: subprocess.run([mutmut, "show", k], cwd=copy, capture_output=True, text=True).stdout
-                 for k, v in statuses.items() if v == "survived"}
+                 for k, v in statuses.items() if v in ("survived", "no tests")}
     counts: dict[str, int] = {}
     for v in statuses.values():
         counts[v] = counts.get(v, 0) + 1
-    killed, survived = counts.get("killed", 0), counts.get("survived", 0)
+    # detected: a test failed (or the mutant hung and timed out); not detected: survived, or no test runs the code
     result = {"module": name, "rev": rev, "seconds": round(seconds, 1), "counts": counts, "total": len(statuses),
-              "kill_rate": round(killed / max(1, killed + survived), 4), "survivors": diffs,
+              "kill_rate": round(_rate(counts), 4), "survivors": diffs,
               "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
     dest = out / rev
     dest.mkdir(parents=True, exist_ok=True)
     (dest / f"{name.replace('/', '_')}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def _rate(counts: dict[str, int]) -> float:
+    detected = counts.get("killed", 0) + counts.get("timeout", 0)
+    return detected / max(1, detected + counts.get("survived", 0) + counts.get("no tests", 0))
 
 
 def main() -> None:
@@ -127,22 +132,24 @@ def main() -> None:
     out = Path(a.out)
     if a.markdown:
         before, after = a.markdown
-        print("| module | mutants | killed before | killed after | survivors after |")
+        print("| module | mutants | detected before | detected after | not detected after |")
         print("|---|---:|---:|---:|---:|")
         for name in MODULES:
             f = f"{name.replace('/', '_')}.json"
             b, c = (json.loads((out / r / f).read_text()) if (out / r / f).is_file() else None for r in (before, after))
             if c is None:
                 continue
-            rate = (lambda r: f"{100 * r['kill_rate']:.1f}%" if r else "n/a")
-            print(f"| {name} | {c['total']} | {rate(b)} | {rate(c)} | {c['counts'].get('survived', 0)} |")
+            rate = (lambda r: f"{100 * _rate(r['counts']):.1f}%" if r else "n/a")
+            left = c["counts"].get("survived", 0) + c["counts"].get("no tests", 0)
+            print(f"| {name} | {c['total']} | {rate(b)} | {rate(c)} | {left} |")
         return
     rev = subprocess.run(["git", "rev-parse", "--short", a.rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     for name in a.module or list(MODULES):
         r = run_module(name, rev, out, a.children)
-        print(f"{name:18s} {rev}  mutants {r['total']:5d}  killed {r['counts'].get('killed', 0):5d}  "
-              f"survived {r['counts'].get('survived', 0):4d}  other {r['total'] - r['counts'].get('killed', 0) - r['counts'].get('survived', 0):3d}"
-              f"  kill rate {100 * r['kill_rate']:5.1f}%  {r['seconds']:.0f} s", flush=True)
+        c = r["counts"]
+        print(f"{name:18s} {rev}  mutants {r['total']:5d}  killed {c.get('killed', 0):5d}  survived {c.get('survived', 0):4d}"
+              f"  no tests {c.get('no tests', 0):3d}  timeout {c.get('timeout', 0):3d}  kill rate {100 * r['kill_rate']:5.1f}%"
+              f"  {r['seconds']:.0f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -185,3 +185,68 @@ def test_an_int8_file_that_loses_accuracy_is_refused_unless_forced(tmp_path: Pat
     assert int8["file"] == "model-int8.onnx" and int8["forced"] and not int8["accepted"]
     assert record["default"] == "model-int8.onnx" and (folder / "model-int8.onnx").is_file()
     assert int8["accuracy"] < record["pytorch_fp32"]["accuracy"] - 0.01
+
+
+def test_export_options_are_checked_before_any_work(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    for kw, msg in [
+        ({"format": "tflite"}, r"^option --format: 'tflite' is not supported; formats: onnx$"),
+        ({"quantize": "int4"}, r"^option --quantize: 'int4' is not supported; use int8$"),
+        ({"prune": 1.0}, r"^option --prune: 1.0 must be a fraction in \(0, 1\), e.g. 0.5 = half of each layer's weights$"),
+        ({"prune": 0.0}, r"^option --prune: 0.0 must be a fraction in \(0, 1\)"),
+        ({"max_drop": -0.5}, r"^option --max-drop: -0.5 must be >= 0 \(accuracy points\)$"),
+        ({"calibration": 0}, r"^option --calibration: 0 must be at least 1$"),
+    ]:
+        before = sorted(p.name for p in (image_run / "export").glob("*")) if (image_run / "export").exists() else []
+        with pytest.raises(HeadstartError, match=msg):
+            run.export(**kw)
+        after = sorted(p.name for p in (image_run / "export").glob("*")) if (image_run / "export").exists() else []
+        assert after == before, kw  # refused before touching the previous export
+    record = run.export(max_drop=0.0, calibration=1)  # the boundaries themselves are allowed
+    assert record["max_drop_points"] == 0.0
+
+
+def test_a_new_export_removes_only_the_files_the_old_one_listed(image_run: Path) -> None:
+    from headstart.run.export import _forget_previous
+
+    run = headstart.load(image_run)
+    run.export()
+    folder = image_run / "export"
+    (folder / "mine.onnx").write_bytes(b"a file of the user's")  # not listed by export.json: kept
+    (folder / "notes.txt").write_text("kept")
+    record = json.loads((folder / "export.json").read_text())
+    record["stages"].append({"file": "../escape.onnx"})  # a tampered name never reaches outside
+    record["stages"].append({"file": "notes.txt"})  # nor a file that is not an ONNX graph
+    (image_run / "escape.onnx").write_bytes(b"x")
+    (folder / "export.json").write_text(json.dumps(record))
+    _forget_previous(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["mine.onnx", "notes.txt"]
+    assert (image_run / "escape.onnx").is_file()
+    (image_run / "escape.onnx").unlink()
+    (folder / "export.json").write_text("{not json")  # unreadable: nothing is removed, and no error
+    _forget_previous(folder)
+    assert (folder / "mine.onnx").is_file() and (folder / "export.json").is_file()
+    for leftover in ("mine.onnx", "notes.txt", "export.json"):
+        (folder / leftover).unlink()
+
+
+def test_each_stage_is_measured_against_pytorch(image_run: Path) -> None:
+    run = headstart.load(image_run)
+    record = run.export(prune=0.3)
+    fp32, pruned = record["stages"]
+    ds = run.reload_data()
+    items, y = run.labeled(ds, ds.test_idx)
+    ref = run.predict_proba(items)
+    assert record["pytorch_fp32"]["accuracy"] == pytest.approx(float((ref.argmax(1) == y).mean()))
+    for st in (fp32, pruned):
+        probs = OnnxModel(image_run / "export" / st["file"], run.batcher).outputs(items)
+        acc = float((probs.argmax(1) == y).mean())
+        assert st["accuracy"] == pytest.approx(acc)
+        assert st["max_abs_diff"] == pytest.approx(float(np.abs(probs - ref).max()), abs=1e-7)
+        assert st["class_agreement"] == pytest.approx(float((probs.argmax(1) == ref.argmax(1)).mean()))
+        assert st["drop_points"] == pytest.approx(round(100 * (record["pytorch_fp32"]["accuracy"] - acc), 3))
+        assert st["bytes"] == (image_run / "export" / st["file"]).stat().st_size and st["accepted"] and not st["forced"]
+        assert 0 < st["zipped_bytes"] and st["seconds"] >= 0
+    assert record["checked_on"].startswith("the run's held-out split") and f"n={len(items)}" in record["checked_on"]
+    assert record["modality"] == "image" and record["task"] == run.task and record["classes"] == run.classes
+    assert record["refused"] is None and record["default"] == "model-pruned30.onnx" and record["format"] == "onnx"

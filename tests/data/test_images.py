@@ -157,3 +157,85 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     arr = decode_image(path)
     assert arr.shape == (40, 20, 3)  # displayed upright: portrait
     assert arr[:16].mean() < 30 and arr[24:].mean() > 225  # the stored left half is now on top
+
+
+def test_what_counts_as_an_image_file_and_a_class_folder(tmp_path: Path) -> None:
+    from headstart.data import is_image_file
+    from headstart.data._images import list_image_folder
+
+    root = tmp_path / "photos"
+    for cls in ("cat", "dog"):
+        (root / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(root / cls / "a.png")
+    Image.new("RGB", (8, 8)).save(root / "cat" / ".hidden.png")  # a hidden file (macOS ._ files, editors' swap files)
+    (root / "cat" / "notes.txt").write_text("x")
+    (root / "cat" / "folder.png").mkdir()  # a directory named like an image
+    (root / ".ipynb_checkpoints").mkdir()  # a hidden folder is not a class
+    Image.new("RGB", (8, 8)).save(root / ".ipynb_checkpoints" / "a.png")
+    assert is_image_file(root / "cat" / "a.png") and not is_image_file(root / "cat" / ".hidden.png")
+    assert not is_image_file(root / "cat" / "notes.txt") and not is_image_file(root / "cat" / "folder.png")
+    assert not is_image_file(root / "cat" / "missing.png")
+    found = list_image_folder(root)
+    assert sorted((p.name, c) for p, c in found["pool"]) == [("a.png", "cat"), ("a.png", "dog")]
+    # class folders that happen to be called "test" and "val": without a train/ folder they are classes
+    flat = tmp_path / "flat"
+    for cls in ("test", "val"):
+        (flat / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(flat / cls / "x.png")
+    assert sorted(c for _, c in list_image_folder(flat)["pool"]) == ["test", "val"]
+
+
+def test_image_folder_errors_say_what_to_do(tmp_path: Path) -> None:
+    from headstart.data._images import list_image_folder
+
+    with pytest.raises(DataError, match=r": not a folder$"):
+        list_image_folder(tmp_path / "nope")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    Image.new("RGB", (8, 8)).save(loose / "a.png")
+    with pytest.raises(DataError, match=r"no class sub-folders found \(images must sit in one sub-folder per class\); expected .*/<class>/<image files>$"):
+        list_image_folder(loose)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match=r"no class sub-folders found; expected"):
+        list_image_folder(empty)
+    (tmp_path / "cls" / "a").mkdir(parents=True)
+    (tmp_path / "cls" / "b").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "cls" / "b" / "x.png")
+    with pytest.raises(DataError, match=r"/a: class folder has no image files \(\.bmp, \.gif, .*\); add images or remove the folder$"):
+        list_image_folder(tmp_path / "cls")
+
+
+def test_other_integer_modes_and_black_frames(tmp_path: Path) -> None:
+    """32-bit integer and big-endian 16-bit images are scaled like 16-bit ones; an all-black frame stays black."""
+    deep = np.array([[0, 50000, 100000, 200000]], dtype=np.int32)
+    Image.fromarray(deep, "I").save(tmp_path / "i32.tif")
+    assert decode_image(tmp_path / "i32.tif")[0, :, 0].tolist() == [0, 63, 127, 255]
+    raw = np.array([[0, 1000, 2000, 4000]], dtype=">u2")
+    Image.frombytes("I;16B", (4, 1), raw.tobytes()).save(tmp_path / "be.png")
+    assert decode_image(tmp_path / "be.png")[0, :, 0].tolist() == [0, 63, 127, 255]
+    Image.fromarray(np.zeros((3, 3), np.uint16)).save(tmp_path / "black.tif")
+    assert (decode_image(tmp_path / "black.tif") == 0).all()
+
+
+def test_decode_all_passes_the_size_and_names_each_skipped_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from headstart.data._images import decode_all
+
+    Image.new("RGB", (400, 200)).save(tmp_path / "big.png")
+    (tmp_path / "bad.png").write_text("not an image")
+    monkeypatch.setenv("HEADSTART_QUIET", "0")
+    arrays, skipped = decode_all([tmp_path / "big.png", tmp_path / "bad.png"], strict=False, max_side=50)
+    assert arrays[0].shape == (50, 100, 3) and arrays[1] is None
+    assert skipped[0][0] == str(tmp_path / "bad.png") and "cannot decode image" in skipped[0][1]
+    err = capsys.readouterr().err
+    assert f"skipping {tmp_path / 'bad.png'}: cannot decode image" in " ".join(err.split())
+    with pytest.raises(DataError, match=r"bad.png: cannot decode image .*drop --strict to skip unreadable files\)$"):
+        decode_all([tmp_path / "bad.png"], strict=True)
+
+
+def test_a_large_jpeg_ends_at_max_side_on_its_short_side(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (800, 1200, 3)).astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    arr = decode_image(tmp_path / "big.jpg", max_side=100)
+    assert arr.shape == (100, 150, 3) and arr.dtype == np.uint8
