@@ -239,3 +239,26 @@ def test_a_large_jpeg_ends_at_max_side_on_its_short_side(tmp_path: Path) -> None
     Image.fromarray(rng.integers(0, 255, (800, 1200, 3)).astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
     arr = decode_image(tmp_path / "big.jpg", max_side=100)
     assert arr.shape == (100, 150, 3) and arr.dtype == np.uint8
+
+
+def test_load_image_paths_keeps_the_readable_ones_in_order(tmp_path: Path) -> None:
+    from headstart.data import load_image_paths
+
+    Image.new("RGB", (6, 4), (200, 0, 0)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_text("broken")
+    Image.new("RGB", (6, 4), (0, 0, 200)).save(tmp_path / "c.png")
+    arrays, refs, skipped = load_image_paths([tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"])
+    assert refs == [str(tmp_path / "a.png"), str(tmp_path / "c.png")]
+    assert [a[0, 0].tolist() for a in arrays] == [[200, 0, 0], [0, 0, 200]]
+    assert [s[0] for s in skipped] == [str(tmp_path / "b.png")]
+    with pytest.raises(DataError, match="b.png: cannot decode image"):
+        load_image_paths([tmp_path / "b.png"], strict=True)
+
+
+def test_downscaling_is_bilinear(tmp_path: Path) -> None:
+    """The resampling filter is part of what the features see (and of the feature cache's key): bilinear."""
+    rng = np.random.default_rng(3)
+    im = Image.fromarray(rng.integers(0, 255, (60, 90, 3)).astype(np.uint8))
+    im.save(tmp_path / "r.png")
+    expected = np.asarray(im.resize((45, 30), Image.BILINEAR))
+    assert np.array_equal(decode_image(tmp_path / "r.png", max_side=30), expected)
