@@ -12,7 +12,8 @@ work tree is never touched and two commits can be compared (before/after a chang
 Writes ``<out>/<rev>/<module>.json`` (counts and the survivors' names) and prints a table; the table for
 docs/benchmarks.md is printed by ``--markdown``. The triage of the survivors is docs/mutation.md.
 
-Scope: ``strategies`` mutates the functions that define each method (its loss, schedule, parameter groups
+Isolation: torch and onnxruntime crash in a process forked after their threads started, so the modules whose
+tests run them (export gate, strategies) use mutmut's fork server. Scope: ``strategies`` mutates the functions that define each method (its loss, schedule, parameter groups
 and checkpoint state), not the plumbing around them: the strategies' tests train real models, and running
 them for every mutant of every line would take hours on two cores.
 """
@@ -37,14 +38,15 @@ MODULES: dict[str, dict] = {
     "transferability": {"mutate": ["src/headstart/transferability/*"], "tests": ["tests/transferability/"]},
     "data/_images.py": {"mutate": ["src/headstart/data/_images.py"], "tests": ["tests/data/test_images.py"]},
     "data/_tables.py": {"mutate": ["src/headstart/data/_tables.py"],
-                        "tests": ["tests/data/test_tables.py", "tests/data/test_awkward_tables.py"]},
+                        "tests": ["tests/data/test_tables.py", "tests/data/test_awkward_tables.py",
+                                  "tests/data/test_table_contracts.py"]},
     "splits": {"mutate": ["src/headstart/data/_dataset.py"], "tests": ["tests/data/"],
                "names": ["headstart.data._dataset.x_stratified_holdout*", "headstart.data._dataset.x_per_class_subset*",
                          "headstart.data._dataset.x_sized_subset*", "headstart.data._dataset.x_make_splits*"]},
-    "export gate": {"mutate": ["src/headstart/run/export.py"], "tests": ["tests/test_export.py"],
+    "export gate": {"mutate": ["src/headstart/run/export.py"], "tests": ["tests/test_export.py"], "isolation": "forkserver",
                     "names": ["headstart.run.export.x_export_run*", "headstart.run.export.x__stage*",
                               "headstart.run.export.x__check_options*", "headstart.run.export.x__forget_previous*"]},
-    "strategies": {"mutate": ["src/headstart/training/strategies/*"], "tests": ["tests/strategies/"],
+    "strategies": {"mutate": ["src/headstart/training/strategies/*"], "tests": ["tests/strategies/"], "isolation": "forkserver",
                    "names": [f"headstart.training.strategies.{n}*" for n in (
                        "distill.x_soft_loss", "distill.x_teacher_columns", "distill.xǁDistillǁtraining_step",
                        "l2sp.x_l2sp_penalty", "l2sp.xǁL2SPǁtraining_step", "l2sp.xǁL2SPǁparam_groups",
@@ -68,7 +70,9 @@ def _configure(copy: Path, spec: dict) -> None:
     conf = ["", "[tool.mutmut]", 'source_paths = ["src/"]',
             f"only_mutate = {json.dumps(spec['mutate'])}",
             f"pytest_add_cli_args_test_selection = {json.dumps(spec['tests'])}",
-            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]', ""]
+            'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]',
+            # torch and onnxruntime are not fork-safe once their threads run: a clean server process forks the workers
+            f'process_isolation = "{spec.get("isolation", "fork")}"', ""]
     with open(copy / "pyproject.toml", "a", encoding="utf-8") as f:
         f.write("\n".join(conf))
 
@@ -116,6 +120,11 @@ def run_module(name: str, rev: str, out: Path, children: int) -> dict:
     return result
 
 
+def _natural(name: str) -> tuple[str, int]:
+    base, _, n = name.rpartition("__mutmut_")
+    return base, int(n) if n.isdigit() else 0
+
+
 def _rate(counts: dict[str, int]) -> float:
     detected = counts.get("killed", 0) + counts.get("timeout", 0)
     return detected / max(1, detected + counts.get("survived", 0) + counts.get("no tests", 0))
@@ -128,6 +137,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "mutation"))
     ap.add_argument("--children", type=int, default=2, help="mutants tested in parallel")
     ap.add_argument("--markdown", nargs=2, metavar=("BEFORE", "AFTER"), help="print the docs table from two revs' results")
+    ap.add_argument("--survivors", metavar="REV", help="print every mutant not detected at REV, a line each, for docs/mutation.md")
     a = ap.parse_args()
     out = Path(a.out)
     if a.markdown:
@@ -142,6 +152,21 @@ def main() -> None:
             rate = (lambda r: f"{100 * _rate(r['counts']):.1f}%" if r else "n/a")
             left = c["counts"].get("survived", 0) + c["counts"].get("no tests", 0)
             print(f"| {name} | {c['total']} | {rate(b)} | {rate(c)} | {left} |")
+        return
+    if a.survivors:
+        for name in MODULES:
+            f = out / a.survivors / f"{name.replace('/', '_')}.json"
+            if not f.is_file():
+                continue
+            r = json.loads(f.read_text())
+            print(f"\n### {name} ({len(r['survivors'])} not detected)\n")
+            print("| mutant | change |")
+            print("|---|---|")
+            for k, diff in sorted(r["survivors"].items(), key=lambda kv: _natural(kv[0])):
+                lines = [ln[1:].strip() for ln in diff.splitlines() if ln[:1] in "-+" and not ln.startswith(("---", "+++"))]
+                change = " -> ".join(lines[:2]).replace("|", "\\|").replace("`", "'")
+                status = " (no test runs it)" if diff.splitlines()[:1] and diff.splitlines()[0].endswith("no tests") else ""
+                print(f"| {k.split('.')[-1].replace('__mutmut_', ' #')}{status} | `{change[:220]}` |")
         return
     rev = subprocess.run(["git", "rev-parse", "--short", a.rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     for name in a.module or list(MODULES):
