@@ -177,3 +177,57 @@ def test_image_lists_with_and_without_header(tmp_path: Path) -> None:
         read_image_list(missing_bare)
     first_col = _write(tmp_path / "first.csv", "where,score\nimgs/a.png,1\n")
     assert read_image_list(first_col) == [tmp_path / "imgs" / "a.png"]
+
+
+def test_structured_formats_by_extension_and_their_refs(tmp_path: Path) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame({"text": ["good one", "bad one", "fine one"], "label": ["p", "n", "p"]})
+    df.to_parquet(tmp_path / "t.pq")
+    df.to_json(tmp_path / "t.json", orient="records")
+    (tmp_path / "t.ndjson").write_text("".join(json.dumps(r) + "\n" for r in df.to_dict("records")))
+    for name, refs in (("t.pq", ["row 0", "row 1", "row 2"]), ("t.json", ["row 0", "row 1", "row 2"]), ("t.ndjson", ["1", "2", "3"])):
+        t = read_table(tmp_path / name)
+        assert t.texts == ["good one", "bad one", "fine one"] and t.labels == ["p", "n", "p"], name
+        assert t.refs == [f"{tmp_path / name}:{r}" for r in refs], name
+        assert "delimiter" not in t.decided, name
+    numbers = tmp_path / "n.json"
+    numbers.write_text(json.dumps([{"text": "a b", "label": "007"}, {"text": "c", "label": "1"}]))
+    assert read_table(numbers).labels == ["007", "1"]  # labels stay as written, not parsed as numbers
+
+
+def test_delimited_reading_keeps_texts_as_written(tmp_path: Path) -> None:
+    tsv = _write(tmp_path / "q.tsv", 'text\tlabel\nhe said "hi\tpos\nshe said "bye" twice\tneg\n')
+    assert read_table(tsv).texts == ['he said "hi', 'she said "bye" twice']  # tab files: quotes are text
+    na = _write(tmp_path / "na.csv", "text,label\nnot applicable,NA\nnull,other\nsomething,NA\n")
+    t = read_table(na)
+    assert t.labels == ["NA", "other", "NA"] and t.texts[1] == "null"  # "NA" and "null" are values, not missing
+    odd = _write(tmp_path / "colon.txt", "text:label\na b:x\nc d:y\n")
+    t = read_table(odd, delimiter=":")
+    assert t.decided["delimiter"] == {"value": ":", "how": "given", "flag": "--delimiter"} and t.labels == ["x", "y"]
+
+
+def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_bytes(b"text;label\ncaf\xe9 au lait;drink\ntea;drink\nbread;food\n")
+    t = read_table(tmp_path / "bad.csv")
+    assert t.texts[0] == "caf\ufffd au lait" and t.decided["delimiter"]["value"] == "semicolon"
+    (tmp_path / "bad.jsonl").write_bytes(b'{"text": "caf\xe9", "label": "x"}\n{"text": "t", "label": "y"}\n')
+    assert read_table(tmp_path / "bad.jsonl").texts[0] == "caf\ufffd"
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9\nsecond\n")
+    assert read_texts(tmp_path / "bad.txt")[0] == ["caf\ufffd", "second"]
+
+
+def test_read_texts_without_extension_and_by_longest_column(tmp_path: Path) -> None:
+    plain = _write(tmp_path / "lines", "one text\nanother text\n")
+    assert read_texts(plain) == (["one text", "another text"], [f"{plain}:1", f"{plain}:2"])
+    cols = _write(tmp_path / "c.csv", "zz,aa\n1,a much longer text here\n2,and another long one\n")
+    assert read_texts(cols)[0] == ["a much longer text here", "and another long one"]  # the longest, not the last name
+
+
+@pytest.mark.parametrize("column", ["path", "File", "IMAGE", "filename", "filepath"])
+def test_image_list_column_by_name(tmp_path: Path, column: str) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    table = _write(tmp_path / "l.csv", f"note,{column}\nfirst,a.png\n")
+    assert read_image_list(table) == [tmp_path / "a.png"]
