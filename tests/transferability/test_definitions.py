@@ -72,13 +72,6 @@ def test_linear_probe_is_standardised_logistic_regression_in_stratified_folds(C:
         _cv_accuracy(make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)), f, y, 5, 4), abs=1e-12)
 
 
-def test_linear_probe_and_proxy_a_distance_default_to_seed_0() -> None:
-    f, y = _blobs(sep=0.4, seed=5)
-    assert linear_probe_accuracy(f, y) == linear_probe_accuracy(f, y, seed=0)
-    a, b = f[:30], f[30:] + 0.3
-    assert proxy_a_distance(a, b) == proxy_a_distance(a, b, seed=0)
-
-
 def test_proxy_a_distance_is_a_domain_classifier_on_equal_subsamples() -> None:
     rng = np.random.default_rng(7)
     s = rng.normal(0, 1, (50, 5)) * np.logspace(-2, 2, 5)
