@@ -231,3 +231,12 @@ def test_image_list_column_by_name(tmp_path: Path, column: str) -> None:
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     table = _write(tmp_path / "l.csv", f"note,{column}\nfirst,a.png\n")
     assert read_image_list(table) == [tmp_path / "a.png"]
+
+
+def test_rows_are_named_by_their_line_after_blank_lines_and_quoted_line_breaks(tmp_path: Path) -> None:
+    p = _write(tmp_path / "lines.csv", 'text,label\n"two\nlines",x\n\nmissing label,\nlast,y\n')
+    t = read_table(p)
+    assert t.refs == [f"{p}:2", f"{p}:6"] and t.skipped == [(f"{p}:5", "missing label in column 'label'")]
+    assert read_texts(p)[1] == [f"{p}:2", f"{p}:5", f"{p}:6"]
+    bare = _write(tmp_path / "bare.tsv", "one text\ta\n\n\nanother\tb\nthird\ta\nfourth\tb\n")
+    assert read_table(bare, header="no").refs == [f"{bare}:1", f"{bare}:4", f"{bare}:5", f"{bare}:6"]

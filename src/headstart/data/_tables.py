@@ -94,7 +94,7 @@ def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.Data
             return pd.read_json(path, dtype=False).astype(object)
         sep = delimiter or sniff_delimiter(path)
         quoting = csv.QUOTE_MINIMAL if ext == ".csv" or sep != "\t" else csv.QUOTE_NONE
-        return pd.read_csv(
+        df = pd.read_csv(
             path,
             sep=sep,
             header=0 if header else None,
@@ -106,10 +106,27 @@ def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.Data
             skip_blank_lines=True,
             on_bad_lines="error",
         )
+        lines = _record_lines(path, sep, quoting)[1 if header else 0:]
+        if len(lines) == len(df):  # each row's line in the file, blank lines and quoted line breaks counted
+            df.attrs["lines"] = lines
+        return df
     except (pd.errors.ParserError, ValueError, UnicodeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise DataError(f"{path}: cannot read as a {ext or 'text'} table ({first}); check the quoting, or give the "
                         "separator with --delimiter") from None
+
+
+def _record_lines(path: Path, sep: str, quoting: int) -> list[int]:
+    """The line on which each non-blank record of a delimited file starts (pandas skips blank lines, so a row's
+    position alone would name the wrong line after one; a quoted field may also span lines)."""
+    starts, end = [], 0
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep, quoting=quoting)
+        for row in reader:
+            if row:
+                starts.append(end + 1)
+            end = reader.line_num
+    return starts
 
 
 def _is_structured(path: Path) -> bool:
@@ -297,7 +314,8 @@ def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list
         col = max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())
     first = 1 if _is_structured(path) else 2
     texts = [str(t) for t in df[col].tolist()]
-    return texts, [f"{path}:{i + first}" for i in range(len(texts))]
+    lines = df.attrs.get("lines") or [i + first for i in range(len(texts))]
+    return texts, [f"{path}:{n}" for n in lines]
 
 
 def read_image_list(table: Path) -> list[Path]:
@@ -318,7 +336,7 @@ def read_image_list(table: Path) -> list[Path]:
         q = Path(v)
         q = q if q.is_absolute() else table.parent / q
         if not q.is_file():
-            line = i + 2 if has_header else i + 1
+            line = df.attrs["lines"][i] if df.attrs.get("lines") else i + 2 if has_header else i + 1
             raise DataError(f"{table}:{line}: image {v!r} not found (paths are relative to the table's folder)")
         out.append(q)
     return out
