@@ -44,8 +44,8 @@ def test_l2sp_adds_the_pull_to_the_start_and_the_head_penalty_and_drops_weight_d
     out = s.training_step((x, y), ctx)
     ce = F.cross_entropy(ctx.head(ctx.backbone.forward_features(x)), y)
     sp = 0.25 * moved.numel()
-    head_l2 = sum(float(p.pow(2).sum()) for n, p in ctx.head.named_parameters() if n.endswith("weight"))
-    assert float(out["loss"]) == pytest.approx(float(ce) + 0.5 * alpha * sp + 0.5 * beta * head_l2, rel=1e-5)
+    head_l2 = sum(p.detach().pow(2).sum().item() for n, p in ctx.head.named_parameters() if n.endswith("weight"))
+    assert out["loss"].item() == pytest.approx(ce.item() + 0.5 * alpha * sp + 0.5 * beta * head_l2, rel=1e-5)
     assert float(out["log"]["l2sp_distance"]) == pytest.approx(math.sqrt(sp), rel=1e-5)
     assert all(g["weight_decay"] == 0.0 for g in s.param_groups(ctx))
 
@@ -67,11 +67,11 @@ def test_joint_loss_is_source_plus_lambda_times_target() -> None:
     src = y >= 3
     l_tgt = F.cross_entropy(ctx.head(f[~src]), y[~src])
     l_src = F.cross_entropy(s.source_head(f[src]), y[src] - 3)
-    assert float(out["loss"]) == pytest.approx(float(l_src + 0.4 * l_tgt), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((l_src + 0.4 * l_tgt).item(), rel=1e-5)
     assert out["y"].tolist() == [0, 1, 2, 0] and out["logits"].shape == (4, 3)
     # a batch of one side only keeps the other term at zero
     only_target = s.training_step((x[:3], y[:3]), ctx)
-    assert float(only_target["loss"]) == pytest.approx(0.4 * float(F.cross_entropy(ctx.head(f[:3]), y[:3])), rel=1e-5)
+    assert only_target["loss"].item() == pytest.approx(0.4 * F.cross_entropy(ctx.head(f[:3]), y[:3]).item(), rel=1e-5)
 
 
 def test_lp_ft_fine_tunes_at_its_own_rates() -> None:
