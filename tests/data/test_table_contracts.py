@@ -240,3 +240,12 @@ def test_rows_are_named_by_their_line_after_blank_lines_and_quoted_line_breaks(t
     assert read_texts(p)[1] == [f"{p}:2", f"{p}:5", f"{p}:6"]
     bare = _write(tmp_path / "bare.tsv", "one text\ta\n\n\nanother\tb\nthird\ta\nfourth\tb\n")
     assert read_table(bare, header="no").refs == [f"{bare}:1", f"{bare}:4", f"{bare}:5", f"{bare}:6"]
+
+
+def test_a_text_longer_than_the_csv_modules_field_limit_is_read(tmp_path: Path) -> None:
+    import csv
+
+    long = "word " * (csv.field_size_limit() // 5 + 10)
+    p = _write(tmp_path / "long.csv", f"text,label\n{long},a\nshort,b\n")
+    t = read_table(p)
+    assert len(t.texts[0]) > csv.field_size_limit() and t.refs == [f"{p}:2", f"{p}:3"]

@@ -122,10 +122,13 @@ def _record_lines(path: Path, sep: str, quoting: int) -> list[int]:
     starts, end = [], 0
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=sep, quoting=quoting)
-        for row in reader:
-            if row:
-                starts.append(end + 1)
-            end = reader.line_num
+        try:
+            for row in reader:
+                if row:
+                    starts.append(end + 1)
+                end = reader.line_num
+        except csv.Error:  # e.g. a text longer than the csv module's field limit: rows are then numbered by position
+            return []
     return starts
 
 
