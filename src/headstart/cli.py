@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
+from ._trust import LEVELS
 from .config import FitConfig
 from .errors import HeadstartError, did_you_mean
 from .training.strategies import get_strategy, list_strategies, option_fields, option_types
 
-TRUST_VALUES = ("yes", "any", "no")
 TRUST_HELP = ("Import the code a run folder names (a py: factory) when its file's sha256 is the one recorded at fit; "
               "--trust-code=any: even when it is not. Without it such code never runs (docs/security.md).")
 
@@ -35,7 +35,7 @@ class _Commands(TyperGroup):
     """The command group; it lets ``--trust-code`` stand alone (= ``--trust-code=yes``) or take ``any``."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        bare = [i for i, a in enumerate(args) if a == "--trust-code" and (i + 1 == len(args) or args[i + 1] not in TRUST_VALUES)]
+        bare = [i for i, a in enumerate(args) if a == "--trust-code" and (i + 1 == len(args) or args[i + 1] not in LEVELS)]
         return super().parse_args(ctx, [("--trust-code=yes" if i in bare else a) for i, a in enumerate(args)])
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._code import why_untrusted
 from ._hub import preflight_hf, preflight_timm
 from ._registry import (
     build_backbone,
@@ -39,13 +38,14 @@ declare_family("py", f"{__name__}.py_factory", runs_code=True)
 for _prefix, _module in (("minilm", "text"), ("scratch", "scratch")):
     declare_family(_prefix, f"{__name__}.{_module}")
 
-_TORCH_BACKED = {"Backbone": "_base", "Batcher": "_base", "default_layer_groups": "_base", "load_state_dict_file": "_base",
-                 "unpickling_reason": "_base", "ImageBatcher": "_vision"}
+# names whose module is imported when first used: the torch-backed ones, and the check of a run's user code
+_ON_FIRST_USE = {"Backbone": "_base", "Batcher": "_base", "default_layer_groups": "_base", "load_state_dict_file": "_base",
+                 "unpickling_reason": "_base", "ImageBatcher": "_vision", "why_untrusted": "_code"}
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: the torch-backed names load their module when first used
-    if name in _TORCH_BACKED:
-        return getattr(importlib.import_module(f"{__name__}.{_TORCH_BACKED[name]}"), name)
+def __getattr__(name: str) -> Any:  # PEP 562
+    if name in _ON_FIRST_USE:
+        return getattr(importlib.import_module(f"{__name__}.{_ON_FIRST_USE[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

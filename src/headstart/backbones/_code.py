@@ -24,7 +24,6 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
-import sysconfig
 import types
 from pathlib import Path
 from typing import Any
@@ -138,8 +137,11 @@ def code_record(spec: dict[str, Any]) -> dict[str, Any]:
     return {"module": module, "factory": factory, "file": file, "sha256": None}
 
 
-def _inspect(spec: dict[str, Any], run_dir: Path | None) -> tuple[str, Path, bytes, dict[str, Any], str]:
-    """(where, the file that would be imported, its bytes, the record, how its hash compares); nothing runs."""
+def _inspect(spec: dict[str, Any], run_dir: Path | None) -> tuple[str, Path, bytes, dict[str, Any], str | None]:
+    """(where, the file that would be imported, its bytes, the record with that file and its actual hash, the hash
+    recorded at fit); nothing runs."""
+    import sysconfig
+
     code = code_record(spec)
     where = str(run_dir) if run_dir is not None else f"py:{code['module']}:{code['factory']}"
     module = code["module"]
@@ -157,27 +159,32 @@ def _inspect(spec: dict[str, Any], run_dir: Path | None) -> tuple[str, Path, byt
         raise HeadstartError(f"{where}: the run's model is built by {code['factory']}() from {module}, which is not found "
                              f"(looked at {seen}); put it back where it was, or beside the run as at fit time")
     data = path.read_bytes()
-    actual, recorded = sha256_of(data), code.get("sha256")
-    same = "as recorded at fit" if actual == recorded else (
-        "no hash recorded at fit" if not recorded else f"NOT the {str(recorded)[:16]} recorded at fit")
-    return where, path, data, {**code, "file": str(path), "sha256": actual}, same
+    return where, path, data, {**code, "file": str(path), "sha256": sha256_of(data)}, code.get("sha256")
 
 
-def _untrusted(where: str, path: Path, digest: str, same: str) -> str:
-    return (f"{where}: refused to import {path} (sha256 {digest[:16]}, {same}), the code that builds this run's model: "
-            "a run folder's code runs only when you trust it; if you do, pass --trust-code (API: trust_code=True)")
+def _compared(actual: str, recorded: str | None) -> str:
+    """How the file's hash compares with the one recorded at fit, for the messages."""
+    if actual == recorded:
+        return "as recorded at fit"
+    return "no hash recorded at fit" if not recorded else f"NOT the {str(recorded)[:16]} recorded at fit"
+
+
+def _untrusted(where: str, path: Path, actual: str, recorded: str | None) -> str:
+    return (f"{where}: refused to import {path} (sha256 {actual[:16]}, {_compared(actual, recorded)}), the code that "
+            "builds this run's model: a run folder's code runs only when you trust it; if you do, pass --trust-code "
+            "(API: trust_code=True)")
 
 
 def why_untrusted(spec: dict[str, Any], run_dir: Path | None) -> str:
     """The one line `admit` refuses with at trust level ``no``, or why the code is not there (a run can still
     predict through its ONNX export without it). A record that names the standard library is raised at once."""
     try:
-        where, path, _, code, same = _inspect(spec, run_dir)
+        where, path, _, code, recorded = _inspect(spec, run_dir)
     except UntrustedCode:
         raise
     except HeadstartError as e:
         return str(e)
-    return _untrusted(where, path, code["sha256"], same)
+    return _untrusted(where, path, code["sha256"], recorded)
 
 
 def admit(spec: dict[str, Any], run_dir: Path | None) -> tuple[Path, bytes, dict[str, Any]]:
@@ -186,14 +193,14 @@ def admit(spec: dict[str, Any], run_dir: Path | None) -> tuple[Path, bytes, dict
     Nothing is executed here: the file is located and read, its hash compared, and the trust level in force
     (`headstart._trust`) applied. Every refusal is one line naming the file, its hash and the flag.
     """
-    where, path, data, code, same = _inspect(spec, run_dir)
-    actual, recorded = code["sha256"], code_record(spec).get("sha256")
+    where, path, data, code, recorded = _inspect(spec, run_dir)
+    actual = code["sha256"]
     level = current()
     if level == "no":
-        raise UntrustedCode(_untrusted(where, path, actual, same))
+        raise UntrustedCode(_untrusted(where, path, actual, recorded))
     if actual != recorded and level != "any":
         why = "records no hash of it (fitted by an older headstart)" if not recorded else "was fitted with another version of it"
-        raise UntrustedCode(f"{where}: refused to import {path} (sha256 {actual[:16]}, {same}): the run {why}; "
+        raise UntrustedCode(f"{where}: refused to import {path} (sha256 {actual[:16]}, {_compared(actual, recorded)}): the run {why}; "
                             "--trust-code=any runs it anyway (API: trust_code='any'), or fit the run again")
     if (code["file"], actual) not in _RAN:
         from .._progress import info  # here: importing the registry loads no terminal library

@@ -26,41 +26,32 @@ _ADAPTERS: dict[str, Callable[[Backbone, dict[str, Any]], None]] = {}
 _RUNS_CODE: set[str] = set()  # kinds whose rebuild imports a user's code (`py`): a run of one needs trust
 
 
-def register_backbone(prefix: str):
-    """Register a builder for ``<prefix>:<name>`` model strings; duplicate prefixes are an error."""
+def _registrar(table: dict[str, Callable[..., Any]], key: str, what: str):
+    """A decorator that files its function under ``key``; a second one for the same key is an error."""
 
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if prefix in _REGISTRY:
-            raise ValueError(f"backbone prefix {prefix!r} is already registered")
-        _REGISTRY[prefix] = fn
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if key in table:
+            raise ValueError(f"{what} {key!r} is already registered")
+        table[key] = fn
         return fn
 
     return deco
+
+
+def register_backbone(prefix: str):
+    """Register a builder for ``<prefix>:<name>`` model strings; duplicate prefixes are an error."""
+    return _registrar(_REGISTRY, prefix, "backbone prefix")
 
 
 def register_rebuild(kind: str):
     """Register how a saved backbone of ``spec["kind"] == kind`` is rebuilt without source weights."""
-
-    def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
-        if kind in _REBUILD:
-            raise ValueError(f"rebuild for {kind!r} is already registered")
-        _REBUILD[kind] = fn
-        return fn
-
-    return deco
+    return _registrar(_REBUILD, kind, "rebuild for")
 
 
 def register_adapter(key: str):
     """Register how adapters recorded in ``spec[key]`` are put back into a rebuilt backbone (a strategy that
     wraps the network, e.g. LoRA, registers it in its own file)."""
-
-    def deco(fn: Callable[[Backbone, dict[str, Any]], None]) -> Callable[[Backbone, dict[str, Any]], None]:
-        if key in _ADAPTERS:
-            raise ValueError(f"adapter {key!r} is already registered")
-        _ADAPTERS[key] = fn
-        return fn
-
-    return deco
+    return _registrar(_ADAPTERS, key, "adapter")
 
 
 def declare_family(prefix: str, module: str, preflight: Callable[[str, str | None, bool], None] | None = None,

@@ -17,6 +17,7 @@ file, so an error message points at the line an editor shows.
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -106,9 +107,10 @@ def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.Data
             skip_blank_lines=True,
             on_bad_lines="error",
         )
-        lines = _record_lines(path, sep, quoting)[1 if header else 0:]
-        if len(lines) == len(df):  # each row's line in the file, blank lines and quoted line breaks counted
-            df.attrs["lines"] = lines
+        # each row's line in the file, blank lines and quoted line breaks counted (else by position)
+        st = path.stat()
+        lines = list(_record_lines(str(path), sep, quoting, st.st_size, st.st_mtime_ns)[1 if header else 0:])
+        df.attrs["lines"] = lines if len(lines) == len(df) else [i + (2 if header else 1) for i in range(len(df))]
         return df
     except (pd.errors.ParserError, ValueError, UnicodeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
@@ -116,9 +118,11 @@ def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.Data
                         "separator with --delimiter") from None
 
 
-def _record_lines(path: Path, sep: str, quoting: int) -> list[int]:
+@functools.lru_cache(maxsize=4)  # keyed by the file's size and mtime: `read_table` reads a file twice to find its header
+def _record_lines(path: str, sep: str, quoting: int, size: int, mtime_ns: int) -> tuple[int, ...]:
     """The line on which each non-blank record of a delimited file starts (pandas skips blank lines, so a row's
-    position alone would name the wrong line after one; a quoted field may also span lines)."""
+    position alone would name the wrong line after one; a quoted field may also span lines). Empty when the csv
+    module cannot read it."""
     starts, end = [], 0
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=sep, quoting=quoting)
@@ -128,8 +132,8 @@ def _record_lines(path: Path, sep: str, quoting: int) -> list[int]:
                     starts.append(end + 1)
                 end = reader.line_num
         except csv.Error:  # e.g. a text longer than the csv module's field limit: rows are then numbered by position
-            return []
-    return starts
+            return ()
+    return tuple(starts)
 
 
 def _is_structured(path: Path) -> bool:
@@ -223,7 +227,6 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
     sep = None if structured else (delimiter or sniff_delimiter(path))
     if structured:
         df = _read_raw(path, header=True)
-        first_line = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 0
         has_header = True
     elif header == "auto":
         df = _read_raw(path, header=False, delimiter=sep)
@@ -238,11 +241,9 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
         if has_header:
             df = _read_raw(path, header=True, delimiter=sep)
-        first_line = 2 if has_header else 1
     else:
         has_header = header == "yes"
         df = _read_raw(path, header=has_header, delimiter=sep)
-        first_line = 2 if has_header else 1
     _check_rows(df, path)
     tc = _resolve_col(df, text_col, "--text-col", path)
     lc = _resolve_col(df, label_col, "--label-col", path)
@@ -259,7 +260,7 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
         table.decided["header"] = {"value": "yes" if has_header else "no",
                                    "how": "given" if header != "auto" else "detected", "flag": "--header"}
     lost_labels = set()
-    lines = df.attrs.get("lines") or [i + first_line if first_line else None for i in range(len(df))]
+    lines = df.attrs.get("lines") or [None] * len(df)  # JSON and Parquet rows have no line: named by position
     for i, (t, lab) in enumerate(zip(df[tcol].tolist(), df[lcol].tolist())):
         ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
         if _blank(lab):
@@ -315,9 +316,8 @@ def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list
     col = _resolve_col(df, text_col, "--text-col", path) or _by_name([str(c) for c in df.columns], TEXT_NAMES)
     if col is None:
         col = max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())
-    first = 1 if _is_structured(path) else 2
     texts = [str(t) for t in df[col].tolist()]
-    lines = df.attrs.get("lines") or [i + first for i in range(len(texts))]
+    lines = df.attrs.get("lines") or range(1, len(texts) + 1)
     return texts, [f"{path}:{n}" for n in lines]
 
 
@@ -339,7 +339,7 @@ def read_image_list(table: Path) -> list[Path]:
         q = Path(v)
         q = q if q.is_absolute() else table.parent / q
         if not q.is_file():
-            line = df.attrs["lines"][i] if df.attrs.get("lines") else i + 2 if has_header else i + 1
+            line = df.attrs["lines"][i] if df.attrs.get("lines") else i + 1
             raise DataError(f"{table}:{line}: image {v!r} not found (paths are relative to the table's folder)")
         out.append(q)
     return out
