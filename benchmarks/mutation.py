@@ -90,7 +90,18 @@ def _statuses(copy: Path, mutmut: str) -> dict[str, str]:
     return found
 
 
-def run_module(name: str, rev: str, out: Path, children: int) -> dict:
+def _sampled(copy: Path, mutmut: str, env: dict, names: list[str], k: int) -> list[str]:
+    """``k`` mutants spread evenly over all those of ``names`` (same code = same choice, at any commit)."""
+    subprocess.run([mutmut, "run", "headstart.none-such"], cwd=copy, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # generates the mutants and maps tests to functions; runs none
+    pats = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in names]
+    every = sorted((m for m in _statuses(copy, mutmut) if any(p.match(m) for p in pats)), key=_natural)
+    if len(every) <= k:
+        return every
+    return [every[round(i * (len(every) - 1) / (k - 1))] for i in range(k)]
+
+
+def run_module(name: str, rev: str, out: Path, children: int, sample: int | None = None) -> dict:
     spec = MODULES[name]
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     with tempfile.TemporaryDirectory(prefix="headstart-mutation-") as tmp:
@@ -101,12 +112,15 @@ def run_module(name: str, rev: str, out: Path, children: int) -> dict:
         env = {**os.environ, "HEADSTART_QUIET": "1", "MPLCONFIGDIR": str(Path(tmp) / "mpl"),
                "HEADSTART_CACHE_DIR": str(Path(tmp) / "cache"), "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")}
         t0 = time.perf_counter()
-        proc = subprocess.run([mutmut, "run", "--max-children", str(children), *spec.get("names", [])], cwd=copy, env=env,
+        names = spec.get("names", [])
+        if sample:
+            names = _sampled(copy, mutmut, env, names or ["headstart.*"], sample)
+        proc = subprocess.run([mutmut, "run", "--max-children", str(children), *names], cwd=copy, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - t0
         statuses = _statuses(copy, mutmut)
-        if spec.get("names"):
-            pats = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in spec["names"]]
+        if names:
+            pats = [re.compile(re.escape(p).replace(r"\*", ".*") + "$") for p in names]
             statuses = {k: v for k, v in statuses.items() if any(p.match(k) for p in pats)}
         diffs = {k: subprocess.run([mutmut, "show", k], cwd=copy, capture_output=True, text=True).stdout
                  for k, v in statuses.items() if v in ("survived", "no tests")}
@@ -114,7 +128,7 @@ def run_module(name: str, rev: str, out: Path, children: int) -> dict:
     for v in statuses.values():
         counts[v] = counts.get(v, 0) + 1
     # detected: a test failed (or the mutant hung and timed out); not detected: survived, or no test runs the code
-    result = {"module": name, "rev": rev, "seconds": round(seconds, 1), "counts": counts, "total": len(statuses),
+    result = {"module": name, "rev": rev, "seconds": round(seconds, 1), "counts": counts, "total": len(statuses), "sample": sample,
               "kill_rate": round(_rate(counts), 4), "survivors": diffs,
               "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
     dest = out / rev
@@ -139,6 +153,8 @@ def main() -> None:
     ap.add_argument("--module", action="append", choices=list(MODULES), help="only these modules (repeatable)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "mutation"))
     ap.add_argument("--children", type=int, default=2, help="mutants tested in parallel")
+    ap.add_argument("--sample", type=int, help="test only this many mutants per module, spread evenly over all of "
+                                               "them (for the modules whose tests train: hours otherwise)")
     ap.add_argument("--markdown", nargs=2, metavar=("BEFORE", "AFTER"), help="print the docs table from two revs' results")
     ap.add_argument("--survivors", metavar="REV", help="print every mutant not detected at REV, a line each, for docs/mutation.md")
     a = ap.parse_args()
@@ -154,7 +170,8 @@ def main() -> None:
                 continue
             rate = (lambda r: f"{100 * _rate(r['counts']):.1f}%" if r else "n/a")
             left = c["counts"].get("survived", 0) + c["counts"].get("no tests", 0)
-            print(f"| {name} | {c['total']} | {rate(b)} | {rate(c)} | {left} |")
+            tested = f"{c['total']} (a sample)" if c.get("sample") else str(c["total"])
+            print(f"| {name} | {tested} | {rate(b)} | {rate(c)} | {left} |")
         return
     if a.survivors:
         for name in MODULES:
@@ -173,7 +190,7 @@ def main() -> None:
         return
     rev = subprocess.run(["git", "rev-parse", "--short", a.rev], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     for name in a.module or list(MODULES):
-        r = run_module(name, rev, out, a.children)
+        r = run_module(name, rev, out, a.children, a.sample)
         c = r["counts"]
         print(f"{name:18s} {rev}  mutants {r['total']:5d}  killed {c.get('killed', 0):5d}  survived {c.get('survived', 0):4d}"
               f"  no tests {c.get('no tests', 0):3d}  timeout {c.get('timeout', 0):3d}  kill rate {100 * r['kill_rate']:5.1f}%"

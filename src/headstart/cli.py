@@ -167,7 +167,11 @@ def _fit(ctx: typer.Context, data: str | None, config: Path | None, trust_code: 
 
 
 def _print_summary(run: Any, title: str) -> None:
-    """The closing summary, then the strategy's own tables (``metrics.json["report"]["sections"]``)."""
+    """The closing summary, then the strategy's own tables (``metrics.json["report"]["sections"]``).
+
+    None: an extra process of a distributed fit, which writes and prints nothing (the first process does)."""
+    if run is None:
+        return
     from .tasks.fit import summary_rows
 
     table = Table(title=title, show_header=False)
@@ -250,6 +254,36 @@ def predict(
         raise HeadstartError("predict: no inputs given (pass files or folders, or pipe text lines on stdin)")
     for row in r.predict(items, batch_size=batch_size, text_col=text_col, engine=engine):
         sys.stdout.write(json.dumps(row) + "\n")
+
+
+@app.command("serve", help="Serve a run over HTTP (FastAPI + uvicorn): POST /predict, GET /health, /metadata, /docs. "
+             "Binds to 127.0.0.1 unless --host says otherwise; Ctrl-C/SIGTERM finish the requests in flight, then stop.")
+@_user_errors
+def serve_cmd(
+    run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind; anything but loopback without --api-key warns."),
+    port: int = typer.Option(8000, help="Port."),
+    engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+    workers: int = typer.Option(1, help="Worker processes; each loads the model once and gets its share of the cores."),
+    api_key: Optional[str] = typer.Option(None, envvar="HEADSTART_API_KEY", show_envvar=True,
+                                          help="Require 'Authorization: Bearer KEY' on /predict and /metadata."),
+    max_batch: int = typer.Option(32, help="Most items run through the model as one batch."),
+    window_ms: float = typer.Option(5.0, help="Micro-batching: how long a batch waits for concurrent requests (0 = off)."),
+    max_items: int = typer.Option(64, help="Most items in one request (413 above)."),
+    max_body_mb: float = typer.Option(16.0, help="Largest request body, in MiB (413 above)."),
+    max_pixels: int = typer.Option(40_000_000, help="Largest image, in pixels, read from its header before decoding."),
+    max_text_chars: int = typer.Option(20_000, help="Longest text, in characters; within it, truncated at the model's "
+                                                    "token limit as in training."),
+    max_queued: int = typer.Option(1024, help="Items waiting for the model before requests get 503 (retry)."),
+    trust_code: Optional[str] = _trust_option(),
+) -> None:
+    from .tasks.serve import ServeOptions, serve
+
+    options = ServeOptions(engine=engine, max_batch=max_batch, window_ms=window_ms, max_items=max_items,
+                           max_body_mb=max_body_mb, max_pixels=max_pixels, max_text_chars=max_text_chars,
+                           max_queued=max_queued, trust_code=trust_code)
+    err.print(f"serving {run} on http://{host}:{port} (docs: /docs); Ctrl-C stops", highlight=False)
+    serve(run, host=host, port=port, workers=workers, api_key=api_key, options=options)
 
 
 # -- a strategy's own command (e.g. `headstart distill TEACHER DATA --student MODEL`) -------------
@@ -372,6 +406,37 @@ def rank_cmd(
         run = fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
                   test_fraction=test_fraction, text_col=text_col, label_col=label_col, trust_code=trust_code)
         _print_summary(run, "headstart fit (the recommended candidate)")
+
+
+@app.command("extract", help="Fill the feature cache for DATA under --model, as `fit --strategy linear` would read it "
+             "(--pool avg: as rank and distance read it). `--shard i/k` in k processes fills one entry together.")
+@_user_errors
+def extract_cmd(
+    data: str = typer.Argument(..., help="Folder or table (labels as for fit)."),
+    model: str = typer.Option("auto", help="Backbone, as for fit."),
+    shard: str = typer.Option("0/1", help="This process's part, i/k (0-based); the last of the k to finish joins them."),
+    pool: str = typer.Option("auto", help="auto = the pooling `linear` uses; avg = the one rank and distance use."),
+    weights: Optional[str] = typer.Option(None, help="Weights file for the backbone, as for fit."),
+    batch_size: int = typer.Option(64, help="Batch size."),
+    cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR)."),
+    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
+    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    seed: int = typer.Option(0, help="Seed (a from-scratch backbone's weights), as for fit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    from .tasks.extract import extract_features
+
+    r = extract_features(data, model=model, shard=shard, pool=pool, weights=weights, batch_size=batch_size,
+                         cache_dir=cache_dir, text_col=text_col, label_col=label_col, seed=seed)
+    if as_json:
+        print(json.dumps(r))
+        return
+    table = Table(title=f"extract {data}")
+    table.add_column("")
+    table.add_column("")
+    for k, v in r.items():
+        table.add_row(k.replace("_", " "), str(v))
+    out.print(table)
 
 
 @app.command("distance", help="How far apart two datasets are in one backbone's features (one dataset: two halves of it).")

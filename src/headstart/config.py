@@ -33,6 +33,7 @@ HEADER_MODES = ("auto", "yes", "no")
 CACHE_MODES = ("auto", "yes", "no")
 PRECISIONS = ("auto", "32", "bf16")
 POOLS = ("auto", "avg", "avgmax")
+DISTRIBUTED = ("ddp", "fsdp")
 DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}  # what ``--model auto`` means for each modality
 
 
@@ -208,8 +209,13 @@ class RuntimeConfig:
     num_workers: int | None = _opt(
         None, "DataLoader worker processes (default: 0 on a CPU, where workers would compete with the model for the "
         "cores; min(4, cores) with pinned memory on a GPU).")
-    threads: int | None = _opt(None, "Torch intra-op threads (default: all cores).")
+    threads: int | None = _opt(None, "Torch intra-op threads (default: all cores; with --devices N on a CPU, cores / N).")
     cache_dir: str | None = _opt(None, "Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR).")
+    devices: int = _opt(1, "Training processes per machine (GPUs, or CPU processes), through Lightning; --batch-size "
+                           "stays the global batch, split among them (docs/distributed.md).")
+    num_nodes: int = _opt(1, "Machines taking part; start the same command on each (torchrun or SLURM, docs/distributed.md).")
+    distributed: str = _opt("ddp", "How several processes train: ddp (each holds the model; gradients averaged) or "
+                                   "fsdp (parameters sharded; GPUs only).")
 
     def __post_init__(self) -> None:
         self._check_runtime()
@@ -217,6 +223,11 @@ class RuntimeConfig:
     def _check_runtime(self) -> None:
         if not self.checkpoint_every > 0:
             raise _bad("checkpoint_every", f"{self.checkpoint_every} must be positive")
+        for name in ("devices", "num_nodes"):
+            if getattr(self, name) < 1:
+                raise _bad(name, f"{getattr(self, name)} must be at least 1")
+        if self.distributed not in DISTRIBUTED:
+            raise _bad("distributed", f"{self.distributed!r} is not one of {', '.join(DISTRIBUTED)}")
         if self.num_workers is not None and self.num_workers < 0:
             raise _bad("num_workers", f"{self.num_workers} must be >= 0")
 

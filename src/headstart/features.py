@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -149,6 +150,7 @@ def extract(
     width: int | None = None,
     tag: str = "",
     source: str = "",
+    shard: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Features of all items, from the cache when present. Returns (features, info).
 
@@ -156,6 +158,10 @@ def extract(
     are ``backbone.forward_features``; ``fn`` (output ``[B, width]``) caches another
     function of the batch under its own ``tag`` (e.g. the output of frozen lower layers). ``source`` names the
     data for `headstart cache` (what an entry was made from).
+
+    ``shard=(i, k)``: only rows [i*N/k, (i+1)*N/k), for k processes (or machines sharing the cache folder)
+    that fill one entry together; each returns its own rows, and the one that finishes last joins the k parts
+    into the entry (``info["joined"]``). An entry already complete is returned whole, as without ``shard``.
     """
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = cache_key(backbone, data_fingerprint, tag)
@@ -168,23 +174,71 @@ def extract(
             with contextlib.suppress(OSError):  # "last used", for `headstart cache` and --max-size
                 os.utime(path.with_suffix(".json"))
             return feats, {"cached": True, "seconds": time.perf_counter() - t0, "path": str(path)}
-    # Streamed into a memory-mapped temp file, renamed when complete: peak memory is one batch, not the
-    # dataset, and an interrupted extraction leaves no half-written cache entry.
+    meta = {"backbone": backbone.spec, "source": source, "n": len(items), "dim": width, "tag": tag}
+    description = "extracting features" if fn is None else f"caching {tag or 'outputs'}"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if shard is not None:
+        return _extract_shard(backbone, items, path, width, fn, batch_size, shard, meta, description, t0)
+    _fill(path, len(items), width, lambda rows: run_batches(backbone, items, width, fn, batch_size, description, out=rows))
+    atomic_write_text(path.with_suffix(".json"), json.dumps({**meta, "created": time.time()}))
+    # memory-mapped: the pages are the OS's to keep or drop
+    return np.load(path, mmap_mode="r"), {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}
+
+
+def _fill(path: Path, n: int, width: int, write: Callable[[np.ndarray], Any]) -> None:
+    """``write(rows)`` into a memory-mapped temp file [n, width], renamed to ``path`` when complete: peak memory
+    is one batch, not the dataset, and an interrupted extraction leaves no half-written cache entry."""
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
     try:
-        rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(items), width))
-        run_batches(backbone, items, width, fn, batch_size,
-                    "extracting features" if fn is None else f"caching {tag or 'outputs'}", out=rows)
+        rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width))
+        write(rows)
         rows.flush()
         del rows
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    feats = np.load(path, mmap_mode="r")  # memory-mapped: the pages are the OS's to keep or drop
-    meta = {"backbone": backbone.spec, "source": source, "n": len(items), "dim": width, "tag": tag, "created": time.time()}
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
-    return feats, {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}
+
+
+def shard_bounds(n: int, shard: tuple[int, int]) -> tuple[int, int]:
+    """Rows [lo, hi) of shard ``i`` of ``k`` over ``n`` rows: contiguous, sizes differing by at most one."""
+    i, k = shard
+    return i * n // k, (i + 1) * n // k
+
+
+def _extract_shard(backbone: Backbone, items: list[Any], path: Path, width: int, fn: Any, batch_size: int,
+                   shard: tuple[int, int], meta: dict[str, Any], description: str, t0: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """One shard's rows into ``.<key>.shard-i-of-k.npy``; the process that finds all k shards there joins them
+    into the cache entry every later fit, rank or distance reads (see `extract`)."""
+    i, k = shard
+    lo, hi = shard_bounds(len(items), shard)
+    part = path.with_name(f".{path.stem}.shard-{i}-of-{k}.npy")
+    if not (part.is_file() and np.load(part, mmap_mode="r").shape == (hi - lo, width)):
+        _fill(part, hi - lo, width,
+              lambda rows: run_batches(backbone, items[lo:hi], width, fn, batch_size, f"{description} (shard {i + 1}/{k})", out=rows))
+    parts = [path.with_name(f".{path.stem}.shard-{j}-of-{k}.npy") for j in range(k)]
+    info = {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path), "shard": [i, k], "rows": [lo, hi],
+            "joined": False}
+    if not all(q.is_file() for q in parts):
+        return np.load(part, mmap_mode="r"), info  # the last shard to finish joins them
+    lock = path.with_name(f".{path.stem}.joining")
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # two shards finished at once: the other process joins
+        return np.load(part, mmap_mode="r"), info
+    try:
+        def join(rows: np.ndarray) -> None:
+            for j, q in enumerate(parts):
+                a, b = shard_bounds(len(items), (j, k))
+                rows[a:b] = np.load(q, mmap_mode="r")
+
+        if not path.is_file():
+            _fill(path, len(items), width, join)
+            atomic_write_text(path.with_suffix(".json"), json.dumps({**meta, "created": time.time(), "shards": k}))
+        for q in parts:
+            q.unlink(missing_ok=True)
+    finally:
+        lock.unlink(missing_ok=True)
+    return np.load(path, mmap_mode="r"), {**info, "joined": True, "seconds": time.perf_counter() - t0}
 
 
 # -- the cache on disk: what `headstart cache` lists and trims ------------------------------------------
@@ -193,7 +247,8 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
     folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "features"
     entries = []
     for npy in folder.glob("*.npy"):
-        if npy.name.startswith("."):
+        part = re.fullmatch(r"\.(\w+)\.shard-(\d+)-of-(\d+)", npy.stem)
+        if npy.name.startswith(".") and not part:
             continue  # an extraction in progress (or killed): not an entry
         meta_path, array = npy.with_suffix(".json"), npy.stat()
         try:
@@ -201,6 +256,11 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):  # no description (or a damaged one): the array alone
             described, meta = None, {}
+        if part:  # a finished shard whose siblings have not all finished: listed, so that it can be cleared
+            with contextlib.suppress(OSError, ValueError):
+                n, dim = np.load(npy, mmap_mode="r").shape
+                meta = {"n": n, "dim": dim}
+            meta["tag"] = f"shard {int(part.group(2)) + 1}/{part.group(3)} of {part.group(1)[:12]}, waiting for the others"
         spec = meta.get("backbone") or {}
         entries.append({
             "key": npy.stem, "path": str(npy), "bytes": array.st_size + (described.st_size if described else 0),

@@ -19,6 +19,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,17 +36,25 @@ def is_image_file(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
 
 
-def decode_image(path: str | Path, max_side: int = MAX_SIDE) -> np.ndarray:
-    """Decode any PIL-readable image to an RGB uint8 array [H, W, 3].
+class TooManyPixels(ValueError):
+    """An image whose header declares more pixels than the caller allows (checked before decoding)."""
+
+
+def decode_image(path: str | Path | IO[bytes], max_side: int = MAX_SIDE, max_pixels: int | None = None) -> np.ndarray:
+    """Decode any PIL-readable image (a file, or an open binary stream) to an RGB uint8 array [H, W, 3].
 
     Handles EXIF rotation, grayscale, palette, RGBA (composited on white),
     CMYK and 16-bit images. Raises ``OSError``/``ValueError`` for files that
-    are not (complete) images, and PIL's DecompressionBombError above its
-    pixel limit.
+    are not (complete) images, PIL's DecompressionBombError above its
+    pixel limit, and `TooManyPixels` above ``max_pixels`` (read from the
+    header, so nothing that large is ever decoded).
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise TooManyPixels(f"{im.width}x{im.height} = {im.width * im.height:,} pixels, "
+                                    f"more than the limit of {max_pixels:,}")
             if im.format == "JPEG":
                 im.draft("RGB", (max_side, max_side))
             im = ImageOps.exif_transpose(im)
@@ -147,4 +156,4 @@ def load_image_paths(paths: list[Path], strict: bool = False) -> tuple[list[np.n
     return [a for a, _ in kept], [r for _, r in kept], skipped
 
 
-__all__ = ["decode_image", "list_image_folder", "decode_all", "load_image_paths", "is_image_file", "_file_key"]
+__all__ = ["TooManyPixels", "decode_image", "list_image_folder", "decode_all", "load_image_paths", "is_image_file", "_file_key"]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
+import hashlib
 import io
 import json
 import os
@@ -67,6 +69,7 @@ class Run:
         self.metrics = metrics or {}
         self.modality = backbone.modality if backbone is not None else str(modality)
         self._batcher = batcher
+        self._onnx: OnnxModel | None = None
 
     def __repr__(self) -> str:
         acc = self.metrics.get("test", {}).get("accuracy")
@@ -141,28 +144,23 @@ class Run:
         return items, refs
 
     # -- use -------------------------------------------------------------------
-    def _outputs(self, items: list[Any], batch_size: int, engine: str | None) -> np.ndarray:
-        """Probabilities through PyTorch (``engine="torch"``) or the ONNX export (``"onnx"``); None = `default_engine`."""
+    def outputs(self, items: list[Any], batch_size: int = 64, engine: str | None = None) -> np.ndarray:
+        """Probabilities [N, C] for decoded examples (image arrays, texts), through PyTorch (``engine="torch"``) or
+        the ONNX export (``"onnx"``, its session opened once per Run); None = `default_engine`.
+
+        Unlike `predict`, strings are always texts, never file names: what a server receives goes here.
+        """
         engine = engine or self.default_engine
         if engine == "torch":
             return predict_outputs(self.backbone, self.head, items, batch_size)
         if engine == "onnx":
-            return OnnxModel(default_onnx(self.path), self.batcher).outputs(items, batch_size)
+            if self._onnx is None:
+                self._onnx = OnnxModel(default_onnx(self.path), self.batcher)
+            return self._onnx.outputs(items, batch_size)
         raise HeadstartError(f"option --engine: {engine!r} is not one of {', '.join(ENGINES)}")
 
-    def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
-        items, _ = self.resolve_inputs(inputs)
-        return self._outputs(items, batch_size, engine)
-
-    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None,
-                engine: str | None = None) -> list[dict[str, Any]]:
-        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
-
-        ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
-        with the same preprocessing and the same output; None = `default_engine`.
-        """
-        items, refs = self.resolve_inputs(inputs, text_col)
-        probs = self._outputs(items, batch_size, engine)
+    def records(self, refs: list[str], probs: np.ndarray) -> list[dict[str, Any]]:
+        """`predict`'s output: one dict per example with its ``input`` name, ``label`` and class ``probabilities``."""
         return [
             {
                 "input": ref,
@@ -172,6 +170,30 @@ class Run:
             for ref, p in zip(refs, probs)
         ]
 
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the files that decide the answers: architecture, labels and weights."""
+        h = hashlib.sha256()
+        for name in ("model.json", "labels.json", "model.safetensors"):
+            with open(self.path / name, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()[:16]
+
+    def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
+        items, _ = self.resolve_inputs(inputs)
+        return self.outputs(items, batch_size, engine)
+
+    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None,
+                engine: str | None = None) -> list[dict[str, Any]]:
+        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
+
+        ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
+        with the same preprocessing and the same output; None = `default_engine`.
+        """
+        items, refs = self.resolve_inputs(inputs, text_col)
+        return self.records(refs, self.outputs(items, batch_size, engine))
+
     def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
         ds = data if isinstance(data, Dataset) else load_data(data, **load_kw)
@@ -179,7 +201,7 @@ class Run:
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
         items, y = self.labeled(ds, idx)
-        return compute_metrics(y, self._outputs(items, 64, engine), self.task, self.classes)
+        return compute_metrics(y, self.outputs(items, 64, engine), self.task, self.classes)
 
     def labeled(self, ds: Dataset, idx: np.ndarray) -> tuple[list[Any], np.ndarray]:
         """Examples ``idx`` of ``ds`` with labels in this run's class order (an unknown class is an error)."""
@@ -195,6 +217,7 @@ class Run:
         """ONNX export (+ pruning, int8) into RUN/export/, each file checked on held-out data; see `headstart.run.export`."""
         from .export import export_run
 
+        self._onnx = None  # the export may name a new default file
         return export_run(self, **options)
 
     def reload_data(self) -> Dataset:

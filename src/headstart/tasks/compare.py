@@ -87,6 +87,10 @@ def compare(data: str, strategies: str | list[str] | None = None, budgets: str |
     for k in ("out", "strategy", "labels_per_class", "data", "resume", "overwrite", "name"):
         if k in fit_options:
             raise ConfigError(f"compare: option {k} is set per run; drop it")
+    for k in ("devices", "num_nodes"):  # a distributed fit re-runs the command in each process: one fit at a time
+        if fit_options.get(k, 1) != 1:
+            raise ConfigError(f"compare: option --{k.replace('_', '-')} applies to one `headstart fit`; compare runs its "
+                              "fits one after another in this process")
     for s in names:  # every option checked before the first fit
         options_for(FitConfig.from_dict({"data": str(data), "strategy": s, **_options_for(s, fit_options)}))
     folder = prepare_output_dir(out or default_out(str(data)), overwrite=overwrite, resume=resume,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._dist import global_rank
 from .._io import prepare_output_dir
 from .._progress import info
 from .._trust import at_least, trusting
@@ -68,8 +69,12 @@ def _default_name(cfg: FitConfig, model: str) -> str:
     return f"{Path(stem).stem}-{model}-{cfg.strategy}"
 
 
+def _planned_out(cfg: FitConfig, model: str) -> Path:
+    return Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or _default_name(cfg, model))
+
+
 def _prepare_out(cfg: FitConfig, model: str) -> Path:
-    out = Path(cfg.out) if cfg.out else Path("runs") / (cfg.name or _default_name(cfg, model))
+    out = _planned_out(cfg, model)
     return prepare_output_dir(out, overwrite=cfg.overwrite, resume=cfg.resume, markers=("config.yaml", "model.json"),
                               what="a headstart run", options="--out/--name")
 
@@ -111,10 +116,15 @@ def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[St
 
 @dataclass
 class Fitted:
-    """What `run_pipeline` returns: where the run was written and its metrics."""
+    """What `run_pipeline` returns: where the run was written and its metrics.
+
+    ``writer`` is False in the extra processes of a distributed fit: they trained their part, and the run
+    folder is written by the first process alone.
+    """
 
     path: Path
     metrics: dict[str, Any]
+    writer: bool = True
 
     def load(self) -> Run:
         from ..run import load_run
@@ -137,8 +147,10 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
     model = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=model)
-    out = _prepare_out(cfg, model)
-    with _removed_if_refused(out, fresh=not cfg.resume):  # a resumed folder is never removed
+    # In a distributed fit every process runs this pipeline; only global rank 0 touches the run folder.
+    writer = cfg.devices * cfg.num_nodes == 1 or global_rank(cfg.devices) == 0
+    out = _prepare_out(cfg, model) if writer else _planned_out(cfg, model)
+    with _removed_if_refused(out, fresh=writer and not cfg.resume):  # a resumed folder is never removed
         if backbone is None:
             preflight(model, weights=cfg.weights, pretrained=cfg.pretrained)  # e.g. hub weights: refused before torch
         import torch
@@ -159,7 +171,8 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         # before the pooling or training change the backbone's fingerprint
         predicted = predicted_for(cache_dir, ds.fingerprint(), backbone) if record else None
         cfg = resolve(cfg, ds, backbone, strategy_cls, out)
-        dump_config(out, {**cfg.to_dict(), "resume": False})
+        if writer:
+            dump_config(out, {**cfg.to_dict(), "resume": False})
         strategy = strategy_cls(cfg)
         head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
         ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
@@ -171,6 +184,8 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
                 engine.train(strategy, ctx)
         finally:
             strategy.cleanup(ctx)
+        if not writer:
+            return Fitted(out, {}, writer=False)
         outcome = strategy.finish(ctx)
 
     metrics = _evaluate(ctx, strategy)
@@ -221,7 +236,7 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
 
 
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
-        trust_code: bool | str | None = None, **overrides: Any) -> Run:
+        trust_code: bool | str | None = None, **overrides: Any) -> Run | None:
     """Fit a transferred model and write its run directory. Returns the loaded `Run`.
 
     ``headstart.fit("photos/", model="timm:resnet18", strategy="linear")`` –
@@ -230,11 +245,16 @@ def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None
     ``trust_code``: whether code that a run folder this fit reads names may run (a ``run:`` source model
     or a distillation teacher built by a ``py:`` factory; see `load_run`). A ``py:`` factory named in the
     model string itself is the user's own choice and always runs.
+
+    ``devices=N`` (``num_nodes=M``): Lightning runs N processes, starting this script again for each extra one
+    (guard the call with ``if __name__ == "__main__":``); in those, `fit` returns None once they have trained
+    their part: the run is written, and returned, by the first process.
     """
     if dataset is not None and data is None and not (config or overrides.get("data")):
         overrides["data"] = dataset.name
     with trusting(trust_code):
-        return run_pipeline(as_config(data, config, overrides), dataset=dataset).load()
+        fitted = run_pipeline(as_config(data, config, overrides), dataset=dataset)
+    return fitted.load() if fitted.writer else None
 
 
 def summary_rows(run: Run) -> list[tuple[str, str]]:

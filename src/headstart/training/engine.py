@@ -27,9 +27,10 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from torchmetrics.functional import accuracy
 
+from .._dist import global_rank
 from .._perf import FlopCount, bf16_supported, utilisation
 from .._progress import quiet
 from .._seed import seed_step
@@ -119,6 +120,32 @@ class EpochShuffle(Sampler[tuple[int, int]]):
         return iter([(self.epoch, i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist()])
 
 
+class RankSlice(Sampler[list[Any]]):
+    """Each global batch of ``batches``, cut into ``world`` parts: this process takes part ``rank``.
+
+    Every process sees the same global batches, in the same order, and DDP averages the parts' gradients: the
+    step is the one a single process takes on the whole batch, so ``--batch-size``, the number of steps and the
+    schedule do not change with ``--devices``. A part left empty (a last batch smaller than ``world``) repeats
+    the batch's first example, so that every process takes every step.
+    """
+
+    def __init__(self, batches: Any, rank: int, world: int):
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        for obj in (self.batches, getattr(self.batches, "sampler", None)):
+            if hasattr(obj, "set_epoch"):
+                obj.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        for batch in self.batches:
+            batch = list(batch)
+            yield batch[self.rank :: self.world] or batch[:1]
+
+
 def loader_workers(requested: int | None) -> int:
     """``--num-workers``, or the default: none on a CPU (2-8 cores are better spent on the model's own threads;
     a preprocessing thread gained 8% on 2 cores, docs/design-notes.md), min(4, cores) when a GPU does the math."""
@@ -128,22 +155,30 @@ def loader_workers(requested: int | None) -> int:
 
 
 def make_loader(batcher: Any, items: list[Any], y: np.ndarray, *, train: bool, batch_size: int, seed: int,
-                num_workers: int = 0) -> DataLoader:
-    """Batches of ``items`` through ``batcher`` (a `backbones.Batcher`): length-grouped when it knows lengths."""
+                num_workers: int = 0, rank: int = 0, world: int = 1) -> DataLoader:
+    """Batches of ``items`` through ``batcher`` (a `backbones.Batcher`): length-grouped when it knows lengths.
+
+    ``world`` > 1: this process's part of every batch (`RankSlice`)."""
     ds = _Examples(items, y)
     collate = _Collate(batcher, seed)
     common = dict(collate_fn=collate, num_workers=num_workers, persistent_workers=num_workers > 0,
                   pin_memory=torch.cuda.is_available())  # page-locked batches copy to the GPU asynchronously
+    batches: Any
     if batcher.lengths is not None:
         lengths = batcher.lengths(items)
         if train:
-            return DataLoader(ds, batch_sampler=LengthGroupedBatches(lengths, batch_size, seed), **common)
-        order = np.argsort(lengths, kind="stable")
-        batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-        return DataLoader(ds, batch_sampler=batches, **common)
-    if train:
-        return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed), **common)
-    return DataLoader(ds, batch_size=batch_size, shuffle=False, **common)
+            batches = LengthGroupedBatches(lengths, batch_size, seed)
+        else:
+            order = np.argsort(lengths, kind="stable")
+            batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    elif world == 1:
+        if train:
+            return DataLoader(ds, batch_size=batch_size, sampler=EpochShuffle(len(ds), seed), **common)
+        return DataLoader(ds, batch_size=batch_size, shuffle=False, **common)
+    else:
+        order = EpochShuffle(len(ds), seed) if train else range(len(ds))
+        batches = BatchSampler(order, batch_size, drop_last=False)
+    return DataLoader(ds, batch_sampler=RankSlice(batches, rank, world) if world > 1 else batches, **common)
 
 
 class TrainableModule(L.LightningModule):
@@ -159,6 +194,7 @@ class TrainableModule(L.LightningModule):
         self._epoch_entered: int | None = None
         self.flops: FlopCount | None = FlopCount()
         self.flops_batch = 0
+        self.sync = ctx.cfg.devices * ctx.cfg.num_nodes > 1  # epoch means over all processes' parts
 
     def _enter_epoch(self) -> None:
         """Train mode for the whole model, then the method's per-epoch changes (which put frozen parts
@@ -194,12 +230,14 @@ class TrainableModule(L.LightningModule):
         if self.flops is not None:
             self.flops.stop()  # forward only: see TRAIN_FLOPS_PER_FORWARD
         bs = len(batch[1])
-        self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs)
+        self.log("train_loss", out["loss"].detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
         for k, v in out.get("log", {}).items():  # the method's own terms (source loss, penalty, ...)
-            self.log(f"train_{k}", v.detach() if torch.is_tensor(v) else float(v), on_step=False, on_epoch=True, batch_size=bs)
+            self.log(f"train_{k}", v.detach() if torch.is_tensor(v) else float(v), on_step=False, on_epoch=True,
+                     batch_size=bs, sync_dist=self.sync)
         if "logits" in out and len(out["logits"]):
             y = out.get("y", batch[1])  # the labels the logits are for (a method may score part of a batch)
-            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), y), on_step=False, on_epoch=True, batch_size=len(y))
+            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), y), on_step=False, on_epoch=True,
+                     batch_size=len(y), sync_dist=self.sync)
         if not torch.isfinite(out["loss"]):
             raise FloatingPointError(
                 f"loss became {out['loss'].item()} in epoch {self.current_epoch + 1}; lower the learning rate (--lr)"
@@ -210,8 +248,8 @@ class TrainableModule(L.LightningModule):
         x, y = batch
         logits = self.head(self.backbone.forward_features(x))
         bs = len(y)
-        self.log("val_loss", self.head.loss(logits, y), on_step=False, on_epoch=True, batch_size=bs)
-        self.log("val_acc", _accuracy(self.head, logits, y), on_step=False, on_epoch=True, batch_size=bs)
+        self.log("val_loss", self.head.loss(logits, y), on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
+        self.log("val_acc", _accuracy(self.head, logits, y), on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
 
     def configure_optimizers(self) -> Any:
         groups = self.trainable.param_groups(self.ctx)
@@ -284,12 +322,15 @@ class _ResumePoint(Callback):
         self.saved_epoch: int | None = None  # the epoch the checkpoint on disk ends with
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if time.monotonic() - self.last < self.every or trainer.current_epoch + 1 >= trainer.max_epochs:
+        due = time.monotonic() - self.last >= self.every and trainer.current_epoch + 1 < trainer.max_epochs
+        # Saving is collective under DDP: every process must agree, and their clocks differ, so rank 0 decides.
+        if not trainer.strategy.broadcast(due, src=0):
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        tmp.replace(self.path)
+        trainer.save_checkpoint(tmp)  # written by rank 0 only
+        if trainer.is_global_zero:
+            tmp.replace(self.path)
         self.last = time.monotonic()
         self.saved_epoch = trainer.current_epoch + 1
 
@@ -331,19 +372,33 @@ def _log_version(logs: Any, resuming: bool) -> str:
     return f"resume-{n}"
 
 
+def distribution(cfg: Any) -> tuple[int, int, Any]:
+    """(this process's global rank, processes in all, Lightning strategy) for ``--devices``/``--num-nodes``."""
+    world = cfg.devices * cfg.num_nodes
+    if world == 1:
+        return 0, 1, "auto"
+    if cfg.distributed == "fsdp" and not torch.cuda.is_available():
+        raise HeadstartError("option --distributed: fsdp shards parameters across GPUs and this machine has none; "
+                             "use --distributed ddp on CPUs")
+    if not torch.cuda.is_available() and not cfg.threads:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.devices))  # the processes share the cores
+    return global_rank(cfg.devices), world, cfg.distributed
+
+
 def train(trainable: Trainable, ctx: FitContext) -> None:
     """Fit ``trainable`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
     ctx.features = None  # features cached before training no longer describe the backbone once it trains
     cfg, data = ctx.cfg, ctx.data
+    rank, world, how = distribution(cfg)
     tr_items, tr_y = trainable.train_examples(ctx)
     va_items, va_y = data.subset(data.val_idx)
     tr_batcher, va_batcher = trainable.batcher(True, ctx), trainable.batcher(False, ctx)
     # Without augmentation every epoch would resize the same images again: do it once (images, within a budget).
     tr_items, va_items = tr_batcher.resized_once(tr_items), va_batcher.resized_once(va_items)
     train_dl = make_loader(tr_batcher, tr_items, tr_y, train=True, batch_size=cfg.batch_size, seed=cfg.seed,
-                           num_workers=loader_workers(cfg.num_workers))
+                           num_workers=loader_workers(cfg.num_workers), rank=rank, world=world)
     val_dl = make_loader(va_batcher, va_items, va_y, train=False, batch_size=max(64, cfg.batch_size),
-                         seed=cfg.seed) if len(va_items) else None
+                         seed=cfg.seed, rank=rank, world=world) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
     module = TrainableModule(trainable, ctx, total_steps)
     restore = (cfg.restore_best or cfg.patience > 0) and val_dl is not None  # early stopping returns the best epoch
@@ -363,7 +418,10 @@ def train(trainable: Trainable, ctx: FitContext) -> None:
         max_epochs=cfg.epochs,
         precision="bf16-mixed" if bf16 else "32-true",
         accelerator="auto",
-        devices=1,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=how,
+        use_distributed_sampler=False,  # the loaders already give each process its part of every batch
         logger=CSVLogger(str(ctx.run_dir), name="logs", version=_log_version(ctx.run_dir / "logs", cfg.resume and ckpt.is_file())),
         callbacks=callbacks,
         enable_progress_bar=show,
@@ -411,6 +469,7 @@ def train(trainable: Trainable, ctx: FitContext) -> None:
         "backbone_parameters": int(sum(p.numel() for p in ctx.backbone.parameters())),
         "precision": "bf16" if bf16 else "fp32",
         "compiled": bool(cfg.compile),
+        "processes": int(trainer.world_size),  # as Lightning ran it: --devices x --num-nodes
     })
     if module.flops.flops and module.flops_batch:
         ctx.info.update(utilisation(TRAIN_FLOPS_PER_FORWARD * module.flops.flops / module.flops_batch,
