@@ -178,3 +178,24 @@ def test_a_run_transferred_from_a_factory_run_carries_its_code_record(project: P
     with pytest.raises(UntrustedCode):
         headstart.load(child.path)
     assert headstart.load(child.path, trust_code=True).classes == child.classes
+
+
+def test_serving_a_run_that_names_planted_code_never_runs_it(project: Project) -> None:
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from headstart.run import load_run
+    from headstart.tasks.serve import create_app, serve
+
+    from .tampered_cases import evil_named
+
+    image = next((project.root / "images" / "left").glob("*.png"))
+    exported = evil_named(project, exported=True)
+    with TestClient(create_app(load_run(exported))) as client:  # untrusted: through the ONNX export
+        res = client.post("/predict", json={"images": [base64.b64encode(image.read_bytes()).decode()]})
+        meta = client.get("/metadata").json()
+    assert res.status_code == 200 and meta["engine"] == "onnx"
+    with pytest.raises(UntrustedCode, match=r"refused to import .*evil\.py"):  # refused before the port opens
+        serve(evil_named(project, exported=False), port=1)
+    assert not project.marker.exists()
