@@ -500,6 +500,42 @@ def compare_cmd(
     out.print(f"table, plot and report: {target}/compare.csv, {target}/data_efficiency.png, {target}/report.html")
 
 
+@app.command("tune", help="Search a strategy's hyperparameters with Optuna (TPE), scored on the selection split, then "
+             "refit the best and score it once on the reported split. Workers sharing --storage and --study share the "
+             "search. Any `fit` option may follow (e.g. --model minilm --epochs 3).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def tune_cmd(
+    ctx: typer.Context,
+    data: str = typer.Argument(..., help="Labeled data: image folder, table file or built-in name."),
+    strategy: str = typer.Option("finetune", help="The strategy whose search space is searched (`headstart strategies`)."),
+    trials: int = typer.Option(20, help="Trials this worker runs (0: only refit the best so far)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage shared by workers: postgresql://..., sqlite:///..., "
+                                          "journal:FILE (default: a journal file in --out)."),
+    study: Optional[str] = typer.Option(None, help="Study name (default: the --out folder's name)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where trials/, best/ and tune.json go."),
+    refit: bool = typer.Option(True, help="Fit the best trial's values again into OUT/best, scored on the reported split."),
+) -> None:
+    from .tasks.tune import tune
+
+    options = parse_fit_flags(list(ctx.args), "tune")
+    r = tune(data, trials=trials, strategy=strategy, storage=storage, study=study, out=out_dir, refit=refit, **options)
+    table = Table(title=f"headstart tune: {data}, {r['strategy']} (study {r['study']}; selection-split log-loss)")
+    for col in ("trial", "state", "log-loss", "selection accuracy", "values"):
+        table.add_column(col, justify="left" if col in ("state", "values") else "right")
+    for t in sorted(r["trials"], key=lambda t: (t["value"] is None, t["value"] or 0.0)):
+        acc = t["selection_accuracy"]
+        table.add_row(str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+                      "" if acc is None else f"{acc:.4f}", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                                   for k, v in t["params"].items()))
+    out.print(table)
+    if "refit" in r:
+        acc = r["refit"]["test"].get("accuracy")
+        out.print(f"best: trial {r['best']['number']}; refitted into {r['refit']['run']}"
+                  + (f", held-out accuracy {acc:.4f}" if acc is not None else ""))
+    out.print(f"record: {r['path']}/tune.json")
+
+
 # -- listing and demo ---------------------------------------------------------------
 @app.command("backbones", help="List the backbone families (model-string prefixes).")
 def backbones() -> None:

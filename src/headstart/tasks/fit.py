@@ -134,12 +134,13 @@ class Fitted:
 
 
 def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Backbone | None = None,
-                 record: bool = True) -> Fitted:
+                 record: bool = True, held_out: bool = True) -> Fitted:
     """Fit ``cfg`` and write its run directory (see the module docstring for the order).
 
     ``dataset``: an already-loaded `Dataset` (else ``cfg.data`` is read); ``backbone``: an already-built
     backbone (else ``cfg.model`` is built). ``record=False`` skips what only a person reads (plots, report,
-    what `rank` predicted): for internal fits such as the ranking proxy.
+    what `rank` predicted): for internal fits such as the ranking proxy. ``held_out=False`` leaves the reported
+    split unscored: for fits that a search chooses between (`tune`'s trials), which must not see it.
     """
     t_start = time.perf_counter()
     strategy_cls = get_strategy(cfg.strategy)
@@ -188,7 +189,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
             return Fitted(out, {}, writer=False)
         outcome = strategy.finish(ctx)
 
-    metrics = _evaluate(ctx, strategy)
+    metrics = _evaluate(ctx, strategy, held_out)
     skipped = "skipped_rows" if ds.modality == "text" else "skipped_files"  # unusable table rows / unreadable files
     metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info,
                       "wall_seconds": round(time.perf_counter() - t_start, 2), skipped: len(ds.skipped)}
@@ -201,12 +202,13 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     return Fitted(out, metrics)
 
 
-def _evaluate(ctx: FitContext, strategy: Strategy) -> dict[str, Any]:
-    """Once on the reported split; the selection split is reported separately (unless it was trained on)."""
+def _evaluate(ctx: FitContext, strategy: Strategy, held_out: bool = True) -> dict[str, Any]:
+    """Once on the reported split (unless ``held_out`` is False); the selection split is reported separately
+    (unless it was trained on)."""
     from ..features import head_outputs, predict_outputs
 
     ds, metrics = ctx.data, {}
-    for split, idx in (("test", ds.test_idx), ("val", ds.val_idx)):
+    for split, idx in (("test", ds.test_idx if held_out else ds.test_idx[:0]), ("val", ds.val_idx)):
         if len(idx) and not (split == "val" and strategy.fits_selection_split):
             probs = (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
                      else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))

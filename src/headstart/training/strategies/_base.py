@@ -142,6 +142,17 @@ class Strategy:
         self.cfg = cfg
         self.opts = options_for(cfg)
 
+    @classmethod
+    def search_space(cls, trial: Any, cfg: FitConfig) -> dict[str, Any]:
+        """What `headstart tune` searches: `FitConfig` fields or this strategy's options, each drawn from
+        ``trial`` (an Optuna trial). ``cfg`` is resolved (its learning rate is the one the fit would use).
+
+        Every method that trains searches its learning rate, a decade either side of that one, log-uniform;
+        a method adds its own knobs (``super().search_space(...) | {...}``)."""
+        if not cls.trains or not cfg.lr:
+            return {}
+        return {"lr": trial.suggest_float("lr", cfg.lr / 10, cfg.lr * 10, log=True)}
+
     # -- override points -------------------------------------------------------
     def prepare(self, ctx: FitContext) -> None:
         """Before training: freeze, wrap, cache, probe (a strategy that does not train does all its work here)."""

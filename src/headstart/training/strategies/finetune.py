@@ -40,6 +40,12 @@ class FineTune(Strategy):
     # examples are not the training split alone says why it cannot use it (None = it can).
     no_frozen_cache: str | None = None
 
+
+    @classmethod
+    def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
+        """The learning rate and the layer-wise decay of the rates (1 = one rate for all layers)."""
+        return super().search_space(trial, cfg) | {"layer_decay": trial.suggest_float("layer_decay", 0.5, 1.0)}
+
     def __init__(self, cfg: Any):
         super().__init__(cfg)
         self.prefix: FrozenPrefix | None = None  # the frozen-layer cache, once `prepare` built it
@@ -146,6 +152,7 @@ class Scratch(FineTune):
     name = "scratch"
     summary = "same network, random init, all layers trained (the baseline)"
     compared_by_default = False
+    search_space = Strategy.search_space  # one rate for the whole network: no layer decay to search
 
     def prepare(self, ctx: FitContext) -> None:
         ctx.backbone.reinit()

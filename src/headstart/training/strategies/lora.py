@@ -72,6 +72,11 @@ class Lora(Strategy):
     Options = LoraOptions
     compared_by_default = True
 
+
+    @classmethod
+    def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
+        return super().search_space(trial, cfg) | {"lora_r": trial.suggest_categorical("lora_r", [4, 8, 16])}
+
     def prepare(self, ctx: FitContext) -> None:
         o = self.opts
         self.tuner = add_lora(ctx.backbone, o.lora_r, o.lora_alpha, o.lora_dropout, o.targets())
