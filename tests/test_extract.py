@@ -82,3 +82,13 @@ def test_a_shard_waiting_for_its_siblings_is_listed_and_the_last_one_joins(tmp_p
     assert entry["shape"] == [12, first["dim"]] and entry["tag"] == ""
     again = extract_features(str(data), model=MODEL, shard="0/2", cache_dir=str(cache), batch_size=8)
     assert again["cached_before"] and again["rows"] == [0, 12]  # complete: nothing extracted again
+
+
+def test_with_pool_avg_the_entry_is_the_one_rank_reads(tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "imgs", per_class=8, classes=2)
+    cache = tmp_path / "cache"
+    for part in ("0/2", "1/2"):
+        extract_features(str(data), model=MODEL, shard=part, pool="avg", cache_dir=str(cache), batch_size=8)
+    table = headstart.rank(str(data), [MODEL], metrics="logme", cache_dir=str(cache))
+    assert list(table["extract_s"]) == [0.0]  # read from the cache the shards filled
+    assert len(cache_entries(cache)) == 1
