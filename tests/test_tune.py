@@ -120,3 +120,10 @@ def test_workers_sharing_a_storage_run_every_trial_once(tmp_path: Path, shared_s
     runs = {t.user_attrs["run"] for t in study.trials}
     assert len(runs) == workers * each and all((Path(r) / "metrics.json").is_file() for r in runs)
     print(f"storage: {shared_storage.split('://')[0] if '://' in shared_storage else 'journal file'}")
+
+
+def test_a_database_password_is_never_written_down() -> None:
+    from headstart.tasks.tune import _without_password
+
+    assert _without_password("postgresql://ann:s3cret@db:5432/hs") == "postgresql://ann@db:5432/hs"
+    assert _without_password("sqlite:///study.db") == "sqlite:///study.db"

@@ -67,7 +67,12 @@ def _database(url: str, attempts: int = 6) -> Any:
     try:
         return RDBStorage(url)
     except SQLAlchemyError as e:  # the credentials stay out of the message
-        raise HeadstartError(f"option --storage: {url.split('@')[-1]}: {str(e).splitlines()[0][:200]}") from None
+        raise HeadstartError(f"option --storage: {_without_password(url)}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _without_password(url: str | None) -> str | None:
+    """A database URL as it may be written down: ``postgresql://user:secret@host/db`` -> ``postgresql://user@host/db``."""
+    return re.sub(r"^([^:/]+://[^:@/]+):[^@/]*@", r"\1@", url) if url else url
 
 
 def selection_loss(metrics: dict[str, Any]) -> float:
@@ -140,7 +145,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
         raise HeadstartError(f"tune: study {name!r} has no finished trial yet; run some with --trials N")
     best = study_.best_trial
     record: dict[str, Any] = {
-        "study": name, "storage": storage or f"journal:{folder / JOURNAL}", "strategy": base.strategy,
+        "study": name, "storage": _without_password(storage) or f"journal:{folder / JOURNAL}", "strategy": base.strategy,
         "model": base.model, "objective": "selection-split log-loss (lower is better)",
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                     "selection_accuracy": t.user_attrs.get("selection_accuracy")} for t in study_.trials],
