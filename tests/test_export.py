@@ -250,3 +250,17 @@ def test_each_stage_is_measured_against_pytorch(image_run: Path) -> None:
     assert record["checked_on"].startswith("the run's held-out split") and f"n={len(items)}" in record["checked_on"]
     assert record["modality"] == "image" and record["task"] == run.task and record["classes"] == run.classes
     assert record["refused"] is None and record["default"] == "model-pruned30.onnx" and record["format"] == "onnx"
+
+
+def test_export_checked_on_given_data_scores_all_of_it(image_run: Path, tmp_path: Path) -> None:
+    from headstart.data import load_data
+
+    run = headstart.load(image_run)
+    other = write_image_folder(tmp_path / "other", per_class=6, classes=3, seed=9)
+    record = run.export(data=str(other))
+    assert record["checked_on"] == f"all of {other} (n=18; also used to calibrate int8)"
+    ds = load_data(str(other))
+    items, y = run.labeled(ds, np.arange(len(ds.items)))
+    probs = OnnxModel(image_run / "export" / "model.onnx", run.batcher).outputs(items)
+    assert record["stages"][0]["accuracy"] == pytest.approx(float((probs.argmax(1) == y).mean()))
+    assert record["pytorch_fp32"]["accuracy"] == pytest.approx(float((run.predict_proba(items).argmax(1) == y).mean()))
