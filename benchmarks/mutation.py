@@ -116,7 +116,7 @@ def run_module(name: str, rev: str, out: Path, children: int, sample: int | None
         if sample:
             names = _sampled(copy, mutmut, env, names or ["headstart.*"], sample)
         proc = subprocess.run([mutmut, "run", "--max-children", str(children), *names], cwd=copy, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - t0
         statuses = _statuses(copy, mutmut)
         if names:
@@ -130,7 +130,7 @@ def run_module(name: str, rev: str, out: Path, children: int, sample: int | None
     # detected: a test failed (or the mutant hung and timed out); not detected: survived, or no test runs the code
     result = {"module": name, "rev": rev, "seconds": round(seconds, 1), "counts": counts, "total": len(statuses), "sample": sample,
               "kill_rate": round(_rate(counts), 4), "survivors": diffs,
-              "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:]}
+              "returncode": proc.returncode, "stderr_tail": proc.stderr[-2000:], "stdout_tail": proc.stdout[-2000:]}
     dest = out / rev
     dest.mkdir(parents=True, exist_ok=True)
     (dest / f"{name.replace('/', '_')}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
