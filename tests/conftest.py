@@ -102,3 +102,13 @@ def teacher_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     image = headstart.fit(write_image_folder(root / "imgs", per_class=20, classes=2, seed=5), model="scratch:cnn@32",
                           strategy="scratch", epochs=10, out=str(root / "image"), cache_dir=str(root / "cache"))
     return {"text": str(text.path), "image": str(image.path)}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from headstart.errors import HeadstartError
 from headstart.run import load_run
 from headstart.tasks.serve import ServeOptions, create_app, serve
 
-from .conftest import write_image_folder, write_text_table
+from .conftest import free_port, write_image_folder, write_text_table
 
 TEXTS = ["the goal match team today", "bake the oven recipe today", "score " * 2000]  # the last: truncated in tokens
 
@@ -223,14 +222,8 @@ def test_the_cli_defaults_are_the_options_defaults() -> None:
 
 
 # -- a real uvicorn process ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(run: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "HEADSTART_QUIET": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "headstart", "serve", str(run), "--port", str(port), *flags],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import yaml
 from headstart.errors import ConfigError
 from headstart.tasks.tune import tune
 
-from .conftest import write_text_table
+from .conftest import free_port, write_text_table
 
 FIT = {"model": "scratch:bow", "epochs": 3, "batch_size": 16}
 
@@ -56,12 +55,6 @@ def test_search_options_are_checked() -> None:
 
 
 # -- shared storage ---------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def shared_storage(tmp_path: Path) -> Iterator[str]:
     """A database URL of a PostgreSQL server started here for the test, or a journal file (and a warning saying so)."""
@@ -76,7 +69,7 @@ def shared_storage(tmp_path: Path) -> Iterator[str]:
         root = Path(tempfile.mkdtemp(prefix="headstart-pg-"))
         os.chmod(root, 0o777)
         as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []  # initdb refuses to run as root
-        port, data = _free_port(), root / "data"
+        port, data = free_port(), root / "data"
         try:
             subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "headstart"], check=True,
                            capture_output=True, timeout=120)
