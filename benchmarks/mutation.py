@@ -73,6 +73,8 @@ def _configure(copy: Path, spec: dict) -> None:
     conf = ["", "[tool.mutmut]", 'source_paths = ["src/"]',
             f"only_mutate = {json.dumps(spec['mutate'])}",
             f"pytest_add_cli_args_test_selection = {json.dumps(spec['tests'])}",
+            # tests that fit the in-house checkpoints name benchmarks/factories.py beside the tests
+            'also_copy = ["benchmarks/"]',
             'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]',
             # torch and onnxruntime are not fork-safe once their threads run: a clean server process forks the workers
             f'process_isolation = "{spec.get("isolation", "fork")}"', ""]
