@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..backbones import build_backbone, preflight
+from ..backbones import preflight
 from ..data import load_data
-from ..errors import ConfigError, kind_of
+from ..errors import ConfigError
 from ..training.strategies import get_strategy
-from .fit import as_config, resolve
+from .fit import as_config, backbone_for, resolve
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -39,7 +39,6 @@ def extract_features(data: str, *, model: str = "auto", shard: str | tuple[int, 
     ``seed``, ``text_col``, ``cache_dir``, ``batch_size``...). Returns what was done: rows, shard, whether this
     process joined the shards, the cache file, seconds.
     """
-    from .._seed import seed_everything
     from ..features import default_cache_dir, extract
 
     t0 = time.perf_counter()
@@ -50,10 +49,7 @@ def extract_features(data: str, *, model: str = "auto", shard: str | tuple[int, 
     name = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=name)
     preflight(name, weights=cfg.weights, pretrained=cfg.pretrained)
-    seed_everything(cfg.seed)  # a from-scratch backbone's weights, as in the fit
-    backbone = build_backbone(name, weights=cfg.weights, pretrained=cfg.pretrained)
-    if backbone.modality != ds.modality:
-        raise ConfigError(f"option --model: {name} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
+    backbone = backbone_for(cfg, ds)
     cfg = resolve(cfg, ds, backbone, strategy_cls, Path("."))  # pooling and longest text, as the fit sets them
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     feats, info = extract(backbone, ds.items, ds.fingerprint(), cache_dir, batch_size=max(64, cfg.batch_size),

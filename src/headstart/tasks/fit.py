@@ -114,6 +114,20 @@ def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[St
     return dataclasses.replace(cfg, **changes)
 
 
+def backbone_for(cfg: FitConfig, ds: Dataset, backbone: Backbone | None = None) -> Backbone:
+    """The backbone a fit of ``cfg`` on ``ds`` starts from: built after seeding as every fit seeds (a
+    from-scratch network's weights), and checked against the data's modality. Shared by `run_pipeline`, `tune`
+    and `extract`, so that all three make the same network (and the same feature-cache key)."""
+    from .._seed import seed_everything
+
+    seed_everything(cfg.seed)
+    if backbone is None:
+        backbone = build_backbone(cfg.model, weights=cfg.weights, pretrained=cfg.pretrained)
+    if backbone.modality != ds.modality:
+        raise ConfigError(f"option --model: {cfg.model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
+    return backbone
+
+
 @dataclass
 class Fitted:
     """What `run_pipeline` returns: where the run was written and its metrics.
@@ -156,18 +170,13 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
             preflight(model, weights=cfg.weights, pretrained=cfg.pretrained)  # e.g. hub weights: refused before torch
         import torch
 
-        from .._seed import seed_everything
         from ..features import default_cache_dir
         from ..heads import make_head
         from ..run import dump_config
 
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        seed_everything(cfg.seed)
-        if backbone is None:
-            backbone = build_backbone(model, weights=cfg.weights, pretrained=cfg.pretrained)
-        if backbone.modality != ds.modality:
-            raise ConfigError(f"option --model: {model} is {kind_of(backbone.modality)} but {cfg.data} holds {ds.modality}s")
+        backbone = backbone_for(cfg, ds, backbone)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
         # before the pooling or training change the backbone's fingerprint
         predicted = predicted_for(cache_dir, ds.fingerprint(), backbone) if record else None
@@ -290,4 +299,4 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["Fitted", "as_config", "fit", "resolve", "run_pipeline", "summary_rows"]
+__all__ = ["Fitted", "as_config", "backbone_for", "fit", "resolve", "run_pipeline", "summary_rows"]

@@ -25,12 +25,11 @@ from typing import Any
 
 from .._io import atomic_write_text
 from .._progress import info, quiet
-from ..backbones import build_backbone
 from ..config import FitConfig
 from ..data import load_data
 from ..errors import ConfigError, HeadstartError
 from ..training.strategies import get_strategy
-from .fit import as_config, resolve, run_pipeline
+from .fit import as_config, backbone_for, resolve, run_pipeline
 
 JOURNAL = "study.journal"
 
@@ -116,8 +115,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
     ds = load_data(base.data, **base.load_kwargs())  # once: every trial fits the same split
     base = dataclasses.replace(base, model=base.model_for(ds.modality))
     # the defaults a fit would take (the backbone's own learning rate among them): the centre of the search
-    resolved = resolve(base, ds, build_backbone(base.model, weights=base.weights, pretrained=base.pretrained),
-                       strategy_cls, folder)
+    resolved = resolve(base, ds, backbone_for(base, ds), strategy_cls, folder)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     name = study or folder.name
     store = open_storage(storage, folder)
@@ -126,11 +124,13 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
     sampler = optuna.samplers.TPESampler(seed=seed + len(joined.trials))
     study_ = optuna.load_study(study_name=name, storage=store, sampler=sampler)
 
+    def config(params: dict[str, Any], out: Path) -> FitConfig:
+        return FitConfig.from_dict({**base.to_dict(), **params, "out": str(out), "overwrite": True})
+
     def objective(trial: optuna.Trial) -> float:
-        params = strategy_cls.search_space(trial, resolved)
         run_dir = folder / "trials" / f"trial-{trial.number:04d}"
-        cfg = FitConfig.from_dict({**base.to_dict(), **params, "out": str(run_dir), "overwrite": True})
-        fitted = run_pipeline(cfg, dataset=ds, record=False, held_out=False)
+        fitted = run_pipeline(config(strategy_cls.search_space(trial, resolved), run_dir), dataset=ds, record=False,
+                              held_out=False)
         trial.set_user_attr("run", str(run_dir))
         if "val" in fitted.metrics:
             trial.set_user_attr("selection_accuracy", fitted.metrics["val"].get("accuracy"))
@@ -153,8 +153,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if refit:
-        cfg = FitConfig.from_dict({**base.to_dict(), **best.params, "out": str(folder / "best"), "overwrite": True})
-        fitted = run_pipeline(cfg, dataset=ds)  # the one fit that is scored on the reported split
+        fitted = run_pipeline(config(best.params, folder / "best"), dataset=ds)  # the one fit scored on the reported split
         record["refit"] = {"run": str(fitted.path), "test": fitted.metrics.get("test", {})}
         info(f"best trial {best.number} refitted into {fitted.path}")
     atomic_write_text(folder / "tune.json", json.dumps(record, indent=2, default=str))
