@@ -84,9 +84,11 @@ def test_lp_ft_fine_tunes_at_its_own_rates() -> None:
     assert given.base_lr(ctx) == 0.005 and given.head_lr_mult(ctx) == 3.0
 
 
-@pytest.mark.parametrize("start,epochs,expected", [(1, 10, [1, 2, 3, 3, 4, 4, 4]), (0, 8, [0, 1, 2, 3, 4, 4, 4])])
+@pytest.mark.parametrize("start,epochs,expected", [(1, 10, [1, 2, 3, 3, 4, 4, 4]), (0, 8, [0, 1, 2, 3, 4, 4, 4]),
+                                                    (0, 3, [0, 4, 4, 4, 4, 4, 4]), (1, 9, [1, 2, 3, 4, 4, 4, 4])])
 def test_gradual_default_schedule_unfreezes_everything_by_half_way(start: int, epochs: int, expected: list[int]) -> None:
-    """Without --unfreeze-every: ceil(epoch * (groups - start) / half) more groups, all of them from half-way."""
+    """Without --unfreeze-every: ceil(epoch * (groups - start) / half) more groups, all of them from half-way
+    (``epochs // 2``: for an odd count, the earlier epoch)."""
     from headstart.training.strategies.gradual import Gradual
 
     cfg = FitConfig(data="x", strategy="gradual", epochs=epochs, options={"start_unfrozen": start})

@@ -30,6 +30,19 @@ def test_soft_loss_is_stationary_where_the_student_matches_the_teacher(task: str
     assert soft_loss(closer, teacher, 4.0, task) < loss
 
 
+def test_binary_soft_loss_is_the_two_class_distillation() -> None:
+    """One logit z stands for the two-class logits [0, z]: the binary soft term must push the student exactly as
+    the multiclass KL term does on those two columns (they differ by the teacher's entropy, a constant)."""
+    g = torch.Generator().manual_seed(2)
+    teacher, student0 = torch.randn(16, 1, generator=g) * 3, torch.randn(16, 1, generator=g) * 3
+    grads = []
+    for task, widen in (("binary", lambda z: z), ("multiclass", lambda z: torch.cat([torch.zeros_like(z), z], 1))):
+        s = student0.clone().requires_grad_(True)
+        soft_loss(widen(s), widen(teacher), 3.0, task).backward()
+        grads.append(s.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_temperature_squared_keeps_the_gradient_scale() -> None:
     g = torch.Generator().manual_seed(1)
     teacher, student0 = torch.randn(64, 5, generator=g), torch.randn(64, 5, generator=g)
@@ -44,6 +57,8 @@ def test_temperature_squared_keeps_the_gradient_scale() -> None:
 def test_teacher_columns_follow_the_students_class_order() -> None:
     cols, sign = teacher_columns(["a", "b", "c"], ["c", "a", "b"], "multiclass")
     assert cols.tolist() == [2, 0, 1] and sign == 1.0
+    cols, sign = teacher_columns(["neg", "pos"], ["neg", "pos"], "binary")
+    assert cols.tolist() == [0] and sign == 1.0
     assert teacher_columns(["neg", "pos"], ["pos", "neg"], "binary")[1] == -1.0
     with pytest.raises(ConfigError, match="are not the data's"):
         teacher_columns(["a", "b"], ["a", "c"], "binary")
@@ -101,6 +116,31 @@ def test_the_soft_targets_are_the_teachers_logits(teacher: tuple[Path, Path]) ->
     want = t.head(t.backbone.forward_features(t.backbone.preprocess(train=False)(s.items[:6]))).detach()
     np.testing.assert_allclose(s.soft_targets[:6].numpy(), want.numpy(), atol=1e-4)
     assert ctx.info["unlabeled_examples"] == 24
+
+
+def test_a_binary_teachers_one_logit_is_the_soft_target(tmp_path: Path) -> None:
+    """A binary teacher has one output: the student is trained towards that logit, unscaled, on every example."""
+    from headstart.backbones import build_backbone
+    from headstart.config import FitConfig
+    from headstart.data import load_data
+    from headstart.heads import make_head
+    from headstart.training.strategies import FitContext, get_strategy
+
+    data = write_image_folder(tmp_path / "imgs", per_class=12, classes=2, seed=6)
+    t = headstart.fit(data, model="scratch:cnn-w8@32", strategy="scratch", epochs=3, out=str(tmp_path / "teacher"))
+    assert t.task == "binary"
+    cfg = FitConfig(data=str(data), model="scratch:cnn-w8@32", strategy="distill", epochs=1,
+                    options={"teacher": str(t.path)}).resolved("image", 10)
+    ds = load_data(str(data), seed=cfg.seed)
+    bb = build_backbone(cfg.model)
+    ctx = FitContext(cfg=cfg, data=ds, backbone=bb, head=make_head(ds.task, bb.num_features, ds.num_classes),
+                     run_dir=tmp_path / "x", cache_dir=tmp_path / "cache")
+    s = get_strategy("distill")(cfg)
+    s.prepare(ctx)
+    assert tuple(s.soft_targets.shape) == (len(ds.train_idx), 1)
+    want = t.head(t.backbone.forward_features(t.backbone.preprocess(train=False)(s.items))).detach()
+    np.testing.assert_allclose(s.soft_targets.numpy(), want.numpy(), atol=1e-4)
+    assert float(want.std()) > 0.01  # the teacher's logits differ between examples: a scale would show
 
 
 def test_the_teacher_is_what_the_student_learns_from(teacher: tuple[Path, Path], tmp_path: Path) -> None:

@@ -224,6 +224,9 @@ def test_joint_trains_two_heads_and_saves_the_target_model(images: Path, tmp_pat
     assert not any("source" in k for k in load_file(str(run.path / "model.safetensors")))
     assert run.metrics["test"]["accuracy"] >= 0.75
     assert target_weight(1.0, "cosine", 0, 5) == 0.0 and target_weight(1.0, "cosine", 4, 5) == pytest.approx(1.0)
+    for schedule in ("linear", "cosine"):  # short fits: the last epoch has the full weight, a single one too
+        assert [target_weight(2.0, schedule, e, 2) for e in (0, 1)] == pytest.approx([0.0, 2.0])
+        assert target_weight(2.0, schedule, 0, 1) == 2.0
     with pytest.raises(ConfigError, match="holds texts but the target"):
         headstart.fit(images, model=f"run:{source_run}", strategy="joint", epochs=1, out="runs/j2",
                       source_data=str(write_text_table(tmp_path / "t.csv")))

@@ -10,7 +10,8 @@ https://arxiv.org/abs/1606.09282). ``--source-data`` is any labeled data
 headstart reads (folder, table, built-in), all of it used; it must be the
 target's modality. ``--joint-lambda`` weighs the target; ``--joint-schedule``
 moves it over training: ``constant``, ``linear`` (0 at the first epoch up to
-lambda at the last: source first, target last) or ``cosine`` (the same, smooth).
+lambda at the last: source first, target last) or ``cosine`` (the same, smooth);
+a one-epoch fit gets the full lambda.
 
 Batches are random draws from the union of both sets, so their mix follows the
 sizes; each loss is the mean over its own examples in the batch. Only the target
@@ -60,8 +61,14 @@ class JointOptions:
 
 
 def target_weight(lam: float, schedule: str, epoch: int, epochs: int) -> float:
-    """lambda at ``epoch`` (0-based) of ``epochs``."""
-    progress = epoch / max(1, epochs - 1)
+    """lambda at ``epoch`` (0-based) of ``epochs``: a ramp reaches the full lambda at the last epoch.
+
+    A one-epoch fit has no room to ramp: it gets the full lambda (a ramp would start, and so end, at 0 and
+    leave the target head untrained).
+    """
+    if epochs <= 1:
+        return lam
+    progress = epoch / (epochs - 1)
     if schedule == "linear":
         return lam * progress
     if schedule == "cosine":
