@@ -135,6 +135,7 @@ def test_distance_halves_vs_shifted_domain(tmp_path: Path) -> None:
     assert d0["p_value_rbf"] > 0.05 and d0["p_value_linear"] > 0.05
     assert d1["p_value_rbf"] < 0.05
     assert d0["mmd2_rbf"] < d1["mmd2_rbf"]
+    assert abs(d0["mmd2_multi"]) < 0.5 * d1["mmd2_multi"]
     assert d0["a_distance"] < d1["a_distance"]
     assert d0["linear_cka"] > 0.5
     for f in ("distance.json", "domains.png", "report.html"):

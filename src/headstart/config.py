@@ -161,6 +161,10 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the backbone for training (opt-in: it pays off only on long fits of some models).")
     cv_folds: int = _opt(5, "Cross-validation folds of a strategy that chooses its own hyper-parameters by cross-validation "
                          "on the training data (e.g. the regularisation strength of a probe).")
+    seeds: int | None = _opt(
+        None, "Fit this many seeds (--seed, --seed + 1, ...; same data split) and keep the one the strategy's label-free "
+        "criterion prefers, with mean and spread of every seed's results in metrics.json (default: the strategy's "
+        "own, 3 for domain adaptation, else 1).")
     options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "The strategy's own options (lora_r, unfreeze_every, ...); as flags: --lora-r 8."})
 
@@ -195,6 +199,8 @@ class TrainConfig:
         self.precision = str(self.precision)  # YAML may give 32 as a number
         if self.cv_folds < 2:
             raise _bad("cv_folds", f"{self.cv_folds} must be at least 2")
+        if self.seeds is not None and self.seeds < 1:
+            raise _bad("seeds", f"{self.seeds} must be at least 1")
 
 
 @dataclass

@@ -19,7 +19,12 @@ RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "labels.json", "m
 
 
 def needs(strategy: str, folder: Path, modality: str, request: pytest.FixtureRequest) -> dict:
-    """What a strategy takes besides data and model: `joint` needs labeled source data, `distill` a teacher run."""
+    """What a strategy takes besides data and model: `joint` needs labeled source data, `distill` a teacher run,
+    domain adaptation unlabeled target data (one seed here: the seeds have their own test)."""
+    if strategy in ("dann", "mmd", "selftrain", "source-only"):
+        target = (write_text_table(folder / "target.csv", per_class=15, seed=8) if modality == "text"
+                  else write_image_folder(folder / "target", per_class=10, seed=8))
+        return {"unlabeled_target": str(target), "seeds": 1}
     if strategy == "distill":
         return {"teacher": request.getfixturevalue("teacher_runs")[modality]}
     if strategy != "joint":

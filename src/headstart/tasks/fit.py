@@ -159,6 +159,9 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     t_start = time.perf_counter()
     strategy_cls = get_strategy(cfg.strategy)
     options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
+    seeds = cfg.seeds if cfg.seeds is not None else strategy_cls.default_seeds
+    if seeds > 1:
+        return _run_seeds(cfg, seeds, dataset=dataset, backbone=backbone, record=record, held_out=held_out)
     ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
     model = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=model)
@@ -208,6 +211,88 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     if ds.skipped:
         metrics["data"][skipped] = [{"where": f, "reason": r} for f, r in ds.skipped]
     _write(ctx, metrics, outcome, record)
+    return Fitted(out, metrics)
+
+
+def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Backbone | None, record: bool,
+               held_out: bool) -> Fitted:
+    """``n`` fits of one configuration, seeds ``cfg.seed ...``, on one data split; the kept one becomes the run.
+
+    Each seed is a complete run in ``<out>/seeds/seed-K``. The one kept is the best by the strategy's
+    ``selection_criterion`` (label-free; domain adaptation) or else by selection-split accuracy, never by the
+    reported split; it is moved up to ``<out>``, whose metrics.json gains ``seeds``: every seed's figures and
+    their mean and standard deviation. The others keep their metrics, history and report, not their weights.
+    A seed already finished is not fitted again under ``--resume``; the interrupted one resumes.
+    """
+    import copy
+    import json
+    import statistics
+
+    import yaml
+
+    from ..run import dump_config, write_json
+
+    if cfg.devices * cfg.num_nodes > 1:
+        raise ConfigError(f"option --seeds: {n} seeds in one distributed fit is not supported; give --seeds 1")
+    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # one split for every seed
+    model = cfg.model_for(ds.modality)
+    out = _prepare_out(dataclasses.replace(cfg, model=model), model)
+    dump_config(out, {**cfg.to_dict(), "model": model, "out": str(out), "seeds": n, "resume": False})
+    rows, fitted = [], []
+    for k in range(n):
+        seed, folder = cfg.seed + k, out / "seeds" / f"seed-{cfg.seed + k}"
+        if (folder / "metrics.json").is_file():  # finished before an interruption
+            f = Fitted(folder, json.loads((folder / "metrics.json").read_text()))
+        else:
+            again = (folder / "checkpoints").is_dir()
+            one = dataclasses.replace(cfg, seed=seed, seeds=1, out=str(folder), resume=again, overwrite=not again)
+            info(f"seed {k + 1} of {n} (--seed {seed})")
+            f = run_pipeline(one, dataset=ds, backbone=copy.deepcopy(backbone) if backbone is not None else None,
+                             record=record, held_out=held_out)
+        fitted.append(f)
+        m = f.metrics
+        rows.append({"seed": seed, "criterion": m.get("selection_criterion", {}).get("value"),
+                     "selection_accuracy": m.get("val", {}).get("accuracy"), "test_accuracy": m.get("test", {}).get("accuracy"),
+                     "target_accuracy": m.get("adapt", {}).get("target_eval", {}).get("accuracy")})
+    crit = fitted[0].metrics.get("selection_criterion")
+    if crit and all(r["criterion"] is not None for r in rows):
+        sign = 1.0 if crit.get("goal") == "min" else -1.0
+        best = min(range(n), key=lambda i: sign * rows[i]["criterion"])
+        by = f"{crit['name']} ({crit.get('goal', 'max')}imum, label-free)"
+    else:
+        best = max(range(n), key=lambda i: rows[i]["selection_accuracy"] or 0.0)
+        by = "selection-split accuracy"
+    kept = fitted[best].path
+    for entry in kept.iterdir():
+        target = out / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        shutil.move(str(entry), str(target))
+    kept.rmdir()
+    for f in fitted:
+        if f.path != kept:
+            (f.path / "model.safetensors").unlink(missing_ok=True)
+    spread = {}
+    for key in ("test_accuracy", "target_accuracy", "selection_accuracy"):
+        vals = [r[key] for r in rows if r[key] is not None]
+        if vals:
+            spread[key] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
+    metrics = dict(fitted[best].metrics)
+    metrics["seeds"] = {"n": n, "kept": rows[best]["seed"], "by": by, "rows": rows, "spread": spread}
+    report = metrics.setdefault("report", {"summary": [], "sections": []})
+    report["summary"] = report.get("summary", []) + [
+        ["seeds", f"{n}; kept --seed {rows[best]['seed']} by {by}"],
+        *([f"{k.replace('_', ' ')} over seeds", f"{v['mean']:.4f} ± {v['std']:.4f}"] for k, v in spread.items())]
+    report.setdefault("sections", []).append({
+        "title": "Seeds", "columns": ["seed", "criterion", "selection accuracy", "held-out accuracy", "target accuracy"],
+        "rows": [[r["seed"], *("" if r[c] is None else r[c] for c in ("criterion", "selection_accuracy", "test_accuracy",
+                                                                      "target_accuracy"))] for r in rows],
+        "note": f"kept: --seed {rows[best]['seed']}, by {by}; the others are in seeds/ (metrics, history, report)."})
+    kept_cfg = {**yaml.safe_load((out / "config.yaml").read_text()), "out": str(out), "seeds": n}
+    dump_config(out, kept_cfg)
+    write_json(out / "metrics.json", metrics)
+    if record:
+        write_report(out, kept_cfg, metrics, metrics["data"])
     return Fitted(out, metrics)
 
 

@@ -8,7 +8,9 @@ centroid distance) or ~1 (CKA).
 
 from __future__ import annotations
 
+import math
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -104,6 +106,36 @@ def mmd(source: np.ndarray, target: np.ndarray, *, kernel: str = "rbf", bandwidt
             "bandwidth": float(bandwidth) if bandwidth is not None else float("nan")}
 
 
+MMD_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def multi_kernel_mmd2(source: Any, target: Any, scales: tuple[float, ...] = MMD_SCALES) -> Any:
+    """Unbiased MMD^2 under a family of Gaussian kernels, averaged: the multi-kernel MMD of DAN.
+
+    Long, Cao, Wang & Jordan, "Learning Transferable Features with Deep Adaptation Networks", ICML 2015
+    (https://arxiv.org/abs/1502.02791). Kernel ``i`` is ``exp(-|x - y|^2 / (s_i * m))`` with ``m`` the mean
+    pairwise squared distance of the pooled sample and ``s_i`` in ``scales`` (equal kernel weights, as
+    TLlib does). Written with operations NumPy arrays and torch tensors share: `distance` calls it on
+    features, the ``mmd`` strategy on a batch of them, where it is differentiable (``m`` is taken as a constant).
+    Needs at least two examples on each side (else 0).
+    """
+    ns, nt = len(source), len(target)
+    if ns < 2 or nt < 2:
+        return (source.sum() + target.sum()) * 0.0
+    dss, dtt, dst = _sq_dists(source, source), _sq_dists(target, target), _sq_dists(source, target)
+    n = ns + nt
+    total = dss.sum() + dtt.sum() + 2.0 * dst.sum()
+    m = float(total.detach() if hasattr(total, "detach") else total) / (n * (n - 1)) or 1.0
+    kss, ktt, kst = ((sum(math.e ** (-d / (s * m)) for s in scales) / len(scales)) for d in (dss, dtt, dst))
+    return ((kss.sum() - kss.diagonal().sum()) / (ns * (ns - 1)) + (ktt.sum() - ktt.diagonal().sum()) / (nt * (nt - 1))
+            - 2.0 * kst.mean())
+
+
+def _sq_dists(a: Any, b: Any) -> Any:
+    """Pairwise squared Euclidean distances [len(a), len(b)] (NumPy or torch)."""
+    return ((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)).clip(min=0.0)
+
+
 def linear_cka(source: np.ndarray, target: np.ndarray) -> float:
     """Linear CKA between the two domains' feature covariance structures; 1 = identical shape.
 
@@ -157,4 +189,42 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, folds: int = 5, 
     return {"a_distance": 2.0 * (1.0 - 2.0 * err), "domain_classifier_error": err}
 
 
-__all__ = ["centroid_distance", "linear_cka", "median_bandwidth", "mmd", "proxy_a_distance"]
+def importance_weights(source: np.ndarray, target: np.ndarray, query: np.ndarray, *, max_points: int = 2000,
+                       seed: int = 0) -> np.ndarray:
+    """Density ratio p_target(x) / p_source(x) at each ``query`` row, from a domain classifier.
+
+    A logistic regression on standardised features learns P(target | x) from ``source`` vs ``target``
+    (each subsampled to ``max_points``); the ratio is ``P(t|x) / P(s|x) * n_s / n_t`` (Bickel, Brückner &
+    Scheffer, ICML 2007). ``query`` holds labeled source examples the classifier did not train on.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    s, t = _pair(source, target)
+    rng = np.random.default_rng(seed)
+    s = s[rng.choice(len(s), min(len(s), max_points), replace=False)]
+    t = t[rng.choice(len(t), min(len(t), max_points), replace=False)]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    clf.fit(np.concatenate([s, t]), np.r_[np.zeros(len(s), int), np.ones(len(t), int)])
+    p = np.clip(clf.predict_proba(_as_2d(query, "query features"))[:, 1], 1e-6, 1 - 1e-6)
+    return p / (1.0 - p) * (len(s) / len(t))
+
+
+def dev_risk(losses: np.ndarray, weights: np.ndarray) -> float:
+    """Deep Embedded Validation: the importance-weighted validation loss with a control variate.
+
+    You, Wang, Long & Jordan, "Towards Accurate Model Selection in Deep Unsupervised Domain Adaptation",
+    ICML 2019 (https://proceedings.mlr.press/v97/you19a.html). ``losses``: each labeled source validation
+    example's loss; ``weights``: its density ratio (`importance_weights`). The weighted mean estimates the
+    target risk without target labels; since E[w] = 1, ``eta * (mean(w) - 1)`` with the variance-minimising
+    ``eta = -Cov(w l, w) / Var(w)`` lowers its variance. Lower is better.
+    """
+    wl, w = np.asarray(losses, np.float64) * weights, np.asarray(weights, np.float64)
+    var = float(np.var(w, ddof=1)) if len(w) > 1 else 0.0
+    eta = -float(np.cov(np.stack([wl, w]))[0, 1]) / var if var > 0 else 0.0
+    return float(np.mean(wl) + eta * np.mean(w) - eta)
+
+
+__all__ = ["centroid_distance", "dev_risk", "importance_weights", "linear_cka", "median_bandwidth", "mmd",
+           "multi_kernel_mmd2", "proxy_a_distance"]

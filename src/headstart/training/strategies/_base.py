@@ -130,6 +130,9 @@ class Strategy:
     # True when the strategy fits on the selection split too (cross-validation over train + selection):
     # scores on that split are then training scores, and the fit does not report them as a selection result.
     fits_selection_split: ClassVar[bool] = False
+    # Seeds a fit runs when --seeds is not given (the pipeline keeps the best by the strategy's label-free
+    # ``selection_criterion`` metric, else by selection-split accuracy).
+    default_seeds: ClassVar[int] = 1
     # The global pooling of an image backbone under ``--pool auto`` (a frozen-feature probe prefers avgmax).
     pool: ClassVar[str] = "avg"
     # Part of `headstart compare`'s default set of strategies.
