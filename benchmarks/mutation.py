@@ -56,7 +56,9 @@ MODULES: dict[str, dict] = {
                        "distill.x_soft_loss", "distill.x_teacher_columns", "l2sp.x_l2sp_penalty", "l2sp.xǁL2SPǁtraining_step",
                        "l2sp.xǁL2SPǁparam_groups", "gradual.xǁGradualǁscheduled", "gradual.xǁGradualǁload_state_dict",
                        "joint.x_target_weight", "joint.xǁJointǁtraining_step", "lp_ft.xǁLPFTǁbase_lr",
-                       "lp_ft.xǁLPFTǁhead_lr_mult")]},
+                       "lp_ft.xǁLPFTǁhead_lr_mult", "adapt.x_dann_coefficient", "adapt.xǁDANNǁadaptation",
+                       "adapt.xǁMMDǁadaptation", "adapt.xǁSelfTrainǁpseudo_labels", "adapt.xǁSelfTrainǁadaptation",
+                       "adapt.xǁ_Adaptǁtraining_step")]},
 }
 
 

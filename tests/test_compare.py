@@ -71,3 +71,11 @@ def test_compare_options_are_checked_before_any_fit(tmp_path: Path) -> None:
         parse_fit_flags(["--lora-rank", "4"])
     with pytest.raises(HeadstartError, match="'x' is not an integer"):
         parse_fit_flags(["--epochs", "x"])
+
+
+def test_the_default_set_is_the_strategies_that_opt_in_not_their_subclasses() -> None:
+    """`compare` without --strategies runs the four that say so; `gradual`, `l2sp`, `joint`, `distill` and the
+    domain-adaptation strategies are built on `finetune` but need their own inputs or questions."""
+    from headstart.tasks.compare import default_strategies
+
+    assert default_strategies() == "finetune,linear,lora,lp-ft"

@@ -135,11 +135,16 @@ class Strategy:
     default_seeds: ClassVar[int] = 1
     # The global pooling of an image backbone under ``--pool auto`` (a frozen-feature probe prefers avgmax).
     pool: ClassVar[str] = "avg"
-    # Part of `headstart compare`'s default set of strategies.
+    # Part of `headstart compare`'s default set of strategies (not inherited: a subclass says so itself).
     compared_by_default: ClassVar[bool] = False
     # A command of its own, ``headstart NAME ARG... DATA --FLAG MODEL [fit flags]`` (the CLI builds it):
     # {"help": str, "args": [(option, help), ...], "data_help": str, "model_flag": (flag, help)}.
     command: ClassVar[dict[str, Any] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "compared_by_default" not in vars(cls):  # each strategy opts in itself: `gradual` is not `finetune`
+            cls.compared_by_default = False
 
     def __init__(self, cfg: FitConfig):
         self.cfg = cfg

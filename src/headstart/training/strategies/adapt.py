@@ -19,7 +19,8 @@ classification loss, and the method's own term uses both:
     matches the classifier's hidden layers; headstart's head is one linear layer).
 ``selftrain``
     pseudo-labels in the FixMatch style (Sohn et al., NeurIPS 2020, https://arxiv.org/abs/2001.07685):
-    the model's prediction on a weakly augmented target example (``--augment``) becomes its label when its
+    the model's prediction on a weakly augmented target example (``--augment none`` or ``light``; ``light``
+    when ``--augment`` asks for more, the source rows included) becomes its label when its
     confidence passes ``--pseudo-threshold``, and the model is trained to give that label to a strongly
     augmented view (``standard`` augmentation; text has no augmentation here, so the strong view is a
     second pass with other dropout). Class balance is guarded by distribution alignment (Berthelot et al.,
@@ -352,8 +353,8 @@ class SelfTrain(_Adapt):
     def batcher(self, train: bool, ctx: FitContext) -> Any:
         if not train or ctx.data.modality != "image":
             return super().batcher(train, ctx)
-        bb = ctx.backbone
-        return TwoViews(bb.preprocess(train=True, augment=self.cfg.augment), bb.preprocess(train=True, augment="standard"))
+        bb, weak = ctx.backbone, self.cfg.augment if self.cfg.augment in ("none", "light") else "light"
+        return TwoViews(bb.preprocess(train=True, augment=weak), bb.preprocess(train=True, augment="standard"))
 
     def _weak(self, x: Any) -> Any:
         return x[0] if isinstance(x, tuple) else x
