@@ -49,3 +49,46 @@ def test_importance_weights_and_the_dev_risk() -> None:
     assert tr.dev_risk(ws, ws) > ws.mean()
     # the control variate: a constant loss is the risk whatever the sample of weights sums to (mean(ws) != 1)
     assert tr.dev_risk(np.full(50, 0.3), 1.3 * ws) == pytest.approx(0.3)  # mean(1.3 ws) = 1.27
+
+
+def test_multi_kernel_mmd2_edges() -> None:
+    one, many = np.ones((1, 3)), np.random.default_rng(2).normal(size=(6, 3))
+    for a, b in ((one, many), (many, one)):
+        assert tr.multi_kernel_mmd2(a, b) == 0.0  # the unbiased estimate needs two examples a side
+    t = torch.tensor(one, requires_grad=True)
+    out = tr.multi_kernel_mmd2(t, torch.tensor(many))
+    out.backward()  # still part of the graph (a batch with one target row must not break the step)
+    assert float(out.detach()) == 0.0 and t.grad is not None and float(t.grad.abs().sum()) == 0.0
+    same = np.zeros((4, 2))
+    assert tr.multi_kernel_mmd2(same, same) == 0.0  # every distance 0: no bandwidth, no division by zero
+    # two sides of two rows each: the smallest size it scores
+    assert tr.multi_kernel_mmd2(many[:2], many[2:4] + 3.0) > 0.0
+
+
+def test_importance_weights_are_a_standardised_logistic_regression_on_the_subsamples() -> None:
+    """Spelled out with scikit-learn: the same draws (seed), standardisation, C = 1, the clip at 1e-6."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    source, target = rng.normal(0.0, 1.0, (300, 3)) * 1000, rng.normal(0.5, 1.0, (200, 3)) * 1000
+    query = np.concatenate([rng.normal(0.0, 1.0, (20, 3)) * 1000, [[1e6, 1e6, 1e6]]])
+    got = tr.importance_weights(source, target, query, max_points=150, seed=4)
+    draw = np.random.default_rng(4)
+    s = source[draw.choice(300, 150, replace=False)]
+    t = target[draw.choice(200, 150, replace=False)]
+    x = np.concatenate([s, t])
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(x), np.r_[np.zeros(150), np.ones(150)])
+    p = np.clip(clf.predict_proba(scaler.transform(query))[:, 1], 1e-6, 1 - 1e-6)
+    np.testing.assert_allclose(got, p / (1 - p), rtol=1e-6)
+    assert got[-1] == pytest.approx((1 - 1e-6) / 1e-6)  # far out: the clip, not an infinite weight
+
+
+def test_dev_risk_edges() -> None:
+    losses = np.array([0.2, 0.4, 0.9])
+    assert tr.dev_risk(losses, np.full(3, 2.0)) == pytest.approx(2 * losses.mean())  # no spread: no control variate
+    assert tr.dev_risk(np.array([0.5]), np.array([2.0])) == pytest.approx(1.0)  # one example: its weighted loss
+    assert tr.dev_risk(np.array([0.3, 0.3]), np.array([0.5, 2.5])) == pytest.approx(0.3)  # two examples corrected
+    w = 0.5 * np.random.default_rng(5).exponential(1.0, 40) + 0.6  # a spread below 1
+    assert np.var(w, ddof=1) < 1 and tr.dev_risk(np.full(40, 0.3), w) == pytest.approx(0.3)
