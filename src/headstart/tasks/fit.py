@@ -247,8 +247,14 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
             again = (folder / "checkpoints").is_dir()
             one = dataclasses.replace(cfg, seed=seed, seeds=1, out=str(folder), resume=again, overwrite=not again)
             info(f"seed {k + 1} of {n} (--seed {seed})")
-            f = run_pipeline(one, dataset=ds, backbone=copy.deepcopy(backbone) if backbone is not None else None,
-                             record=record, held_out=held_out)
+            try:
+                f = run_pipeline(one, dataset=ds, backbone=copy.deepcopy(backbone) if backbone is not None else None,
+                                 record=record, held_out=held_out)
+            except HeadstartError:  # refused (a bad option): the folder goes too, unless a seed left work behind
+                done = [p for pattern in ("seed-*/metrics.json", "seed-*/checkpoints") for p in (out / "seeds").glob(pattern)]
+                if not cfg.resume and not done:
+                    shutil.rmtree(out, ignore_errors=True)
+                raise
         fitted.append(f)
         m = f.metrics
         rows.append({"seed": seed, "criterion": m.get("selection_criterion", {}).get("value"),

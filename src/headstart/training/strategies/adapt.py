@@ -198,10 +198,10 @@ class _Adapt(FineTune):
     def finish(self, ctx: FitContext) -> Outcome:
         from ... import transferability as tr
         from ...evaluate import compute_metrics
-        from ...features import extract_items, head_outputs, predict_outputs
+        from ...features import head_outputs, predict_outputs
         from ...report import plot_domains
 
-        data, bs = ctx.data, max(64, self.cfg.batch_size)
+        data = ctx.data
         after = self._domain_features(ctx)
         distances = {when: {"mmd2_multi": float(tr.multi_kernel_mmd2(s, t)),
                             "a_distance": tr.proxy_a_distance(s, t, seed=self.cfg.seed)["a_distance"]}
@@ -209,37 +209,47 @@ class _Adapt(FineTune):
         names = (f"source ({data.name})", f"target ({Path(self.opts.unlabeled_target).name})")
         for when, (s, t) in (("before", self.before), ("after", after)):
             plot_domains(s, t, names, ctx.run_dir / "plots" / f"domains_{when}.png", seed=self.cfg.seed)
-        # Label-free: target entropy, and the DEV risk of the source selection split
         p_target = head_outputs(ctx.head, after[1])
-        entropy = float(np.mean(-np.sum(p_target * np.log(np.clip(p_target, 1e-12, 1.0)), 1)))
-        record: dict[str, Any] = {"method": self.name, "target_examples": len(self.target), "distance": distances,
-                                  "target_entropy": entropy}
-        criterion = None
+        record: dict[str, Any] = {
+            "method": self.name, "target_examples": len(self.target), "distance": distances,
+            "target_entropy": float(np.mean(-np.sum(p_target * np.log(np.clip(p_target, 1e-12, 1.0)), 1))),
+        }
         if len(data.val_idx) >= 2:
-            val_items = [data.items[i] for i in data.val_idx]
-            f_val = extract_items(ctx.backbone, val_items, bs, "selection features")
-            p_val = head_outputs(ctx.head, f_val)
-            losses = -np.log(np.clip(p_val[np.arange(len(p_val)), data.y[data.val_idx]], 1e-12, 1.0))
-            w = tr.importance_weights(after[0], after[1], f_val, seed=self.cfg.seed)
-            criterion = tr.dev_risk(losses, w)
-            record["dev_risk"] = criterion
+            record["dev_risk"] = self._dev_risk(ctx, after)
         if self.evaluation is not None:
             items, y = self.evaluation
-            m = compute_metrics(y, predict_outputs(ctx.backbone, ctx.head, items, bs), data.task, data.classes)
+            m = compute_metrics(y, predict_outputs(ctx.backbone, ctx.head, items, max(64, self.cfg.batch_size)),
+                                data.task, data.classes)
             record["target_eval"] = {k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1") if k in m}
-        rows = [[when, round(d["mmd2_multi"], 5), round(d["a_distance"], 4)] for when, d in distances.items()]
-        summary = [("domain distance before -> after", f"MMD^2 {distances['before']['mmd2_multi']:.4f} -> "
-                    f"{distances['after']['mmd2_multi']:.4f}, A-distance {distances['before']['a_distance']:.3f} -> "
-                    f"{distances['after']['a_distance']:.3f}")]
-        if criterion is not None:
-            summary.append(("DEV risk (label-free, lower is better)", f"{criterion:.4f}"))
+        return self._outcome(record, len(after[0]), len(after[1]))
+
+    def _dev_risk(self, ctx: FitContext, after: tuple[np.ndarray, np.ndarray]) -> float:
+        """DEV on the source selection split, weighted by a domain classifier on the adapted features."""
+        from ... import transferability as tr
+        from ...features import extract_items, head_outputs
+
+        data = ctx.data
+        f_val = extract_items(ctx.backbone, [data.items[i] for i in data.val_idx], max(64, self.cfg.batch_size),
+                              "selection features")
+        p_val = head_outputs(ctx.head, f_val)
+        losses = -np.log(np.clip(p_val[np.arange(len(p_val)), data.y[data.val_idx]], 1e-12, 1.0))
+        return tr.dev_risk(losses, tr.importance_weights(after[0], after[1], f_val, seed=self.cfg.seed))
+
+    @staticmethod
+    def _outcome(record: dict[str, Any], n_source: int, n_target: int) -> Outcome:
+        d = record["distance"]
+        summary = [("domain distance before -> after", f"MMD^2 {d['before']['mmd2_multi']:.4f} -> "
+                    f"{d['after']['mmd2_multi']:.4f}, A-distance {d['before']['a_distance']:.3f} -> "
+                    f"{d['after']['a_distance']:.3f}")]
+        metrics: dict[str, Any] = {"adapt": record}
+        if "dev_risk" in record:
+            summary.append(("DEV risk (label-free, lower is better)", f"{record['dev_risk']:.4f}"))
+            metrics["selection_criterion"] = {"name": "dev_risk", "value": record["dev_risk"], "goal": "min"}
         if "target_eval" in record:
             summary.append(("target accuracy (--target-eval, used once)", f"{record['target_eval']['accuracy']:.4f}"))
-        metrics: dict[str, Any] = {"adapt": record}
-        if criterion is not None:
-            metrics["selection_criterion"] = {"name": "dev_risk", "value": criterion, "goal": "min"}
+        rows = [[when, round(v["mmd2_multi"], 5), round(v["a_distance"], 4)] for when, v in d.items()]
         sections = [{"title": "Domain distance, source vs target features", "columns": ["when", "MMD^2 (multi-kernel)", "A-distance"],
-                     "rows": rows, "note": f"{len(after[0])} source and {len(after[1])} target examples; before = the "
+                     "rows": rows, "note": f"{n_source} source and {n_target} target examples; before = the "
                      "backbone as loaded, after = as adapted (see plots/domains_*.png)."}]
         return Outcome(metrics=metrics, summary=summary, sections=sections)
 
