@@ -95,7 +95,7 @@ def test_dann_sends_the_domain_gradient_reversed_into_the_backbone(domains: tupl
 
 # -- selftrain: pseudo-labels and their class balance -------------------------------------------------
 def test_selftrain_learns_its_confident_pseudo_labels_on_the_strong_view(domains: tuple[Path, Path], tmp_path: Path) -> None:
-    s, ctx, batch = _strategy("selftrain", *domains, tmp_path, pseudo_threshold=0.6)
+    s, ctx, batch = _strategy("selftrain", *domains, tmp_path, pseudo_threshold=0.6, pseudo_warmup=0.0)
     assert isinstance(batch[0], tuple) and batch[0][0].shape == batch[0][1].shape  # (weak, strong) views
     with torch.no_grad():  # a head that is confident on the target rows
         ctx.head.fc.bias.fill_(3.0)
@@ -111,15 +111,31 @@ def test_selftrain_learns_its_confident_pseudo_labels_on_the_strong_view(domains
     assert ctx.head.fc.bias.grad is not None and float(ctx.head.fc.bias.grad) < 0
 
 
-def test_selftrain_distribution_alignment_stops_one_class_taking_every_pseudo_label(domains: tuple[Path, Path], tmp_path: Path) -> None:
+def test_selftrain_class_balance_stops_one_class_taking_every_pseudo_label(domains: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two guards: distribution alignment (soft predictions leaning one way stop being confident) and the
+    quota (confident predictions of one class stop being used once its share passes min(2 p, (1 + p) / 2))."""
     s, _, _ = _strategy("selftrain", *domains, tmp_path, pseudo_threshold=0.9)
-    lopsided = torch.tensor([[0.97, 0.03]] * 16)
-    kept = [float(s.pseudo_labels(lopsided)[1].float().mean()) for _ in range(30)]
-    assert kept[0] == 1.0  # at first the source prior (1:1) trusts them
-    assert kept[-1] == 0.0  # once the running target mean is that lopsided, they are no longer confident
+    fresh = s.prior.clone()
+    leaning = torch.tensor([[0.93, 0.07]] * 16)
+    kept = [float(s.pseudo_labels(leaning)[1].float().mean()) for _ in range(4)]
+    assert kept[0] == 1.0 and kept[-1] == 0.0  # alignment: 0.93 is not confident once the target mean is 0.93
+    s.target_mean, s.confident_share = fresh.clone(), fresh.clone()
+    collapsed = torch.tensor([[1.0, 0.0]] * 16)  # a softmax that underflowed: alignment alone barely moves it
+    kept = [float(s.pseudo_labels(collapsed)[1].float().mean()) for _ in range(12)]
+    assert kept[0] == 1.0 and kept[-1] == 0.0  # the quota: class 0's share passed 0.75
+    s.target_mean, s.confident_share = fresh.clone(), fresh.clone()
     balanced = torch.tensor([[0.97, 0.03], [0.03, 0.97]] * 8)
-    s.target_mean = s.prior.clone()
-    assert float(s.pseudo_labels(balanced)[1].float().mean()) == 1.0
+    assert all(float(s.pseudo_labels(balanced)[1].float().mean()) == 1.0 for _ in range(12))
+
+
+def test_selftrain_waits_for_the_source_before_pseudo_labelling(domains: tuple[Path, Path], tmp_path: Path) -> None:
+    s, ctx, batch = _strategy("selftrain", *domains, tmp_path, pseudo_threshold=0.6, pseudo_warmup=0.5)
+    with torch.no_grad():
+        ctx.head.fc.bias.fill_(3.0)
+        ctx.head.fc.weight.mul_(0.0)
+    s.step = s.total_steps // 2 - 1  # still warming up: the source alone
+    assert s.training_step(batch, ctx)["log"]["pseudo_kept"] == 0.0
+    assert s.training_step(batch, ctx)["log"]["pseudo_kept"] == 1.0  # from half-way on
 
 
 # -- whole fits: mmd pulls the domains together, the measurements and the seeds -------------------------

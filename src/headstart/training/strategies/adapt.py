@@ -24,8 +24,12 @@ classification loss, and the method's own term uses both:
     confidence passes ``--pseudo-threshold``, and the model is trained to give that label to a strongly
     augmented view (``standard`` augmentation; text has no augmentation here, so the strong view is a
     second pass with other dropout). Class balance is guarded by distribution alignment (Berthelot et al.,
-    ReMixMatch, ICLR 2020): target probabilities are multiplied by the source class prior over a running
-    mean of the target predictions before thresholding, so one class cannot take over the pseudo-labels.
+    ReMixMatch, ICLR 2020): target probabilities (floored at 1e-4) are multiplied by the source class prior
+    over a running mean of the target predictions before thresholding, so one class cannot take over the
+    pseudo-labels; and a quota: a class whose running share of the confident target predictions passes
+    ``min(2 x prior, (1 + prior) / 2)`` gets no pseudo-labels until it falls back. Pseudo-labels start after ``--pseudo-warmup`` (20%) of the steps on the source alone: a
+    network that does not yet know the source labels the target at random and then learns its own noise
+    (seen from scratch on MNIST -> USPS: every target digit became a 4). Their loss uses ``--label-smoothing``.
 ``source-only``
     the baseline: the same network, schedule and evaluation, trained on the source alone (the target
     examples are used only for the measurements below).
@@ -65,6 +69,7 @@ if TYPE_CHECKING:  # torch is imported where used: `headstart --help` and the re
     from torch import nn
 
 DISTANCE_POINTS = 500  # examples per domain for the before/after distances and plots
+PROB_FLOOR = 1e-4  # selftrain: the smallest class probability distribution alignment works with
 
 
 @dataclass
@@ -79,6 +84,7 @@ class AdaptOptions:
         1.0, "domain adaptation: weight of the adaptation term (dann: the reversed adversarial loss at full ramp; "
         "mmd: the MMD^2 term; selftrain: the pseudo-label loss; source-only: unused).")
     pseudo_threshold: float = _opt(0.9, "selftrain: confidence a target prediction needs to become a pseudo-label.")
+    pseudo_warmup: float = _opt(0.2, "selftrain: fraction of the training steps on the source alone before pseudo-labels start.")
 
     def __post_init__(self) -> None:
         if not self.unlabeled_target:
@@ -91,6 +97,8 @@ class AdaptOptions:
             raise ConfigError(f"option --adapt-weight: {self.adapt_weight} must be >= 0")
         if not 0.0 < self.pseudo_threshold < 1.0:
             raise ConfigError(f"option --pseudo-threshold: {self.pseudo_threshold} must be in (0, 1)")
+        if not 0.0 <= self.pseudo_warmup < 1.0:
+            raise ConfigError(f"option --pseudo-warmup: {self.pseudo_warmup} must be in [0, 1)")
 
 
 def read_unlabeled(path: Path, modality: str, text_col: str | None = None) -> list[Any]:
@@ -359,6 +367,7 @@ class SelfTrain(_Adapt):
         prior = np.bincount(ctx.data.y[ctx.data.train_idx], minlength=ctx.data.num_classes).astype(np.float64)
         self.prior = torch.as_tensor(prior / prior.sum(), dtype=torch.float32)
         self.target_mean = self.prior.clone()  # running mean of the target predictions (distribution alignment)
+        self.confident_share = self.prior.clone()  # running class shares of the confident ones (the quota)
 
     def batcher(self, train: bool, ctx: FitContext) -> Any:
         if not train or ctx.data.modality != "image":
@@ -370,22 +379,33 @@ class SelfTrain(_Adapt):
         return x[0] if isinstance(x, tuple) else x
 
     def pseudo_labels(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(class, kept) for target probabilities [B, C]: aligned to the source prior, then thresholded."""
+        """(class, kept) for target probabilities [B, C]: aligned to the source prior, thresholded, and within
+        each class's quota."""
         import torch
 
-        if len(probs):
-            self.target_mean = 0.9 * self.target_mean + 0.1 * probs.mean(0).cpu()
-        aligned = probs * (self.prior / self.target_mean.clamp(min=1e-6)).to(probs.device)
-        aligned = aligned / aligned.sum(1, keepdim=True)
-        conf, label = aligned.max(1)
-        return label, conf >= self.opts.pseudo_threshold if len(probs) else torch.zeros(0, dtype=torch.bool)
+        if not len(probs):
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+        # A floor under the probabilities: a softmax that underflowed to exact zeros would make the
+        # multiplicative alignment powerless.
+        probs = probs.clamp(min=PROB_FLOOR)
+        self.target_mean = 0.9 * self.target_mean + 0.1 * probs.mean(0).cpu()
+        aligned = probs * (self.prior / self.target_mean).to(probs.device)
+        conf, label = (aligned / aligned.sum(1, keepdim=True)).max(1)
+        confident = conf >= self.opts.pseudo_threshold
+        # The quota: a class whose running share of the confident predictions passes min(2 x prior,
+        # (1 + prior) / 2) gets no pseudo-labels until the share falls back (a collapse feeds itself otherwise).
+        if confident.any():
+            counts = torch.bincount(label[confident].cpu(), minlength=len(self.prior)).float()
+            self.confident_share = 0.9 * self.confident_share + 0.1 * counts / counts.sum()
+        cap = torch.minimum(2 * self.prior, (1 + self.prior) / 2)
+        return label, confident & (self.confident_share <= cap).to(label.device)[label]
 
     def adaptation(self, x: Any, feats: torch.Tensor, src: torch.Tensor, ctx: FitContext) -> tuple[torch.Tensor, dict[str, Any]]:
         import torch
 
         head, tgt = ctx.head, ~src
         n_tgt = int(tgt.sum())
-        if n_tgt == 0:
+        if n_tgt == 0 or self.step < self.opts.pseudo_warmup * self.total_steps:
             return feats.sum() * 0.0, {"pseudo_kept": 0.0}
         with torch.no_grad():
             label, keep = self.pseudo_labels(head.outputs(head(feats[tgt])))
@@ -398,15 +418,16 @@ class SelfTrain(_Adapt):
             feats_strong = ctx.backbone.forward_features(x)[rows]
         logits = head(feats_strong)
         # FixMatch's mean over every target row of the batch: unconfident rows count as zero loss
-        loss = head.loss(logits, label[keep]) * (len(rows) / n_tgt)
+        loss = head.loss(logits, label[keep], self.cfg.label_smoothing) * (len(rows) / n_tgt)
         return self.opts.adapt_weight * loss, {"pseudo_loss": loss.detach(), "pseudo_kept": len(rows) / n_tgt}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "target_mean": self.target_mean.tolist()}
+        return {**super().state_dict(), "target_mean": self.target_mean.tolist(), "confident_share": self.confident_share.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import torch
 
         super().load_state_dict(state)
-        if "target_mean" in state:
-            self.target_mean = torch.as_tensor(state["target_mean"], dtype=torch.float32)
+        for key in ("target_mean", "confident_share"):
+            if key in state:
+                setattr(self, key, torch.as_tensor(state[key], dtype=torch.float32))
