@@ -195,3 +195,18 @@ def test_bad_domain_adaptation_input_is_named(domains: tuple[Path, Path], tmp_pa
         headstart.fit(src, model=TINY, strategy="selftrain", epochs=1, out=str(tmp_path / "d"),
                       unlabeled_target=str(tgt), pseudo_threshold=1.5)
     assert not any((tmp_path / n).exists() for n in "abcd")  # refused before anything was written
+
+
+@pytest.mark.parametrize("name", ["dann", "mmd", "selftrain"])
+def test_a_batch_of_one_domain_still_trains(name: str, domains: tuple[Path, Path], tmp_path: Path) -> None:
+    """Batches are draws from the union: one may hold target rows only (no classification term) or source
+    rows only (no target term); the step must still give a finite loss that backpropagates."""
+    s, ctx, (x, rows) = _strategy(name, *domains, tmp_path, **({"pseudo_warmup": 0.0} if name == "selftrain" else {}))
+    for part in (slice(0, 6), slice(6, 12)):  # the source rows, then the target rows
+        xs = tuple(v[part] for v in x) if isinstance(x, tuple) else x[part]
+        loss = s.training_step((xs, rows[part]), ctx)["loss"]
+        assert torch.isfinite(loss)
+        loss.backward()
+    if name == "selftrain":
+        label, keep = s.pseudo_labels(torch.zeros(0, 2))
+        assert label.shape == keep.shape == (0,)
