@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,7 @@ from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["Dataset", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["Dataset", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -200,3 +201,49 @@ def load_data(
         f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
         f"({', '.join(sorted(TABLE_EXTENSIONS))})"
     )
+
+
+def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tuple[list[Any], list[str]]:
+    """(examples, where each came from) for files, folders (searched recursively), tables, arrays or strings:
+    what `predict` takes, and the unlabeled data of the strategies that read some."""
+    if isinstance(inputs, (str, Path)):
+        inputs = [inputs]
+    items: list[Any] = []
+    refs: list[str] = []
+    if modality == "image":
+        paths: list[Path] = []
+        named: set[str] = set()  # files the user named one by one: unreadable = an error, not a skip
+        for x in inputs:
+            if isinstance(x, np.ndarray):
+                items.append(x)
+                refs.append(f"array[{len(refs)}]")
+                continue
+            p = Path(x)
+            if p.is_dir():
+                paths.extend(sorted(q for q in p.rglob("*") if is_image_file(q)))
+            elif p.is_file() and p.suffix.lower() in TABLE_EXTENSIONS:
+                paths.extend(read_image_list(p))
+            elif p.is_file():
+                paths.append(p)
+                named.add(str(p))
+            else:
+                raise DataError(f"{p}: no such image file or folder")
+        arrays, prefs, skipped = load_image_paths(paths)
+        for ref, why in skipped:
+            if ref in named:
+                raise DataError(f"{ref}: {why}; it cannot be predicted")
+        if not arrays and not items:
+            raise DataError(f"no readable image among the inputs ({len(skipped)} unreadable)")
+        return items + arrays, refs + prefs
+    for x in inputs:
+        p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
+        if p is not None and p.suffix.lower() in TABLE_EXTENSIONS and p.is_file():
+            t, r = read_texts(p, text_col)
+            items.extend(t)
+            refs.extend(r)
+        elif isinstance(x, Path):
+            raise DataError(f"{x}: no such file")
+        else:
+            items.append(str(x))
+            refs.append(f"text[{len(refs)}]")
+    return items, refs

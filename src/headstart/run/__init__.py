@@ -43,7 +43,7 @@ from .._progress import info
 from .._trust import trusting
 from ..backbones import Backbone, ImageBatcher, rebuild_backbone, register_backbone, runs_user_code, why_untrusted
 from ..config import DataConfig
-from ..data import TABLE_EXTENSIONS, Dataset, is_image_file, load_data, load_image_paths, read_image_list, read_texts
+from ..data import Dataset, load_data, read_inputs
 from ..errors import ConfigError, DataError, HeadstartError, UntrustedCode
 from ..evaluate import compute_metrics
 from ..features import predict_outputs
@@ -101,47 +101,7 @@ class Run:
     # -- inputs ----------------------------------------------------------------
     def resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
         """(examples, where each came from) for files, folders, tables, arrays or strings, as `predict` takes them."""
-        if isinstance(inputs, (str, Path)):
-            inputs = [inputs]
-        items: list[Any] = []
-        refs: list[str] = []
-        if self.modality == "image":
-            paths: list[Path] = []
-            named: set[str] = set()  # files the user named one by one: unreadable = an error, not a skip
-            for x in inputs:
-                if isinstance(x, np.ndarray):
-                    items.append(x)
-                    refs.append(f"array[{len(refs)}]")
-                    continue
-                p = Path(x)
-                if p.is_dir():
-                    paths.extend(sorted(q for q in p.rglob("*") if is_image_file(q)))
-                elif p.is_file() and p.suffix.lower() in TABLE_EXTENSIONS:
-                    paths.extend(read_image_list(p))
-                elif p.is_file():
-                    paths.append(p)
-                    named.add(str(p))
-                else:
-                    raise DataError(f"{p}: no such image file or folder")
-            arrays, prefs, skipped = load_image_paths(paths)
-            for ref, why in skipped:
-                if ref in named:
-                    raise DataError(f"{ref}: {why}; it cannot be predicted")
-            if not arrays and not items:
-                raise DataError(f"no readable image among the inputs ({len(skipped)} unreadable)")
-            return items + arrays, refs + prefs
-        for x in inputs:
-            p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
-            if p is not None and p.suffix.lower() in TABLE_EXTENSIONS and p.is_file():
-                t, r = read_texts(p, text_col)
-                items.extend(t)
-                refs.extend(r)
-            elif isinstance(x, Path):
-                raise DataError(f"{x}: no such file")
-            else:
-                items.append(str(x))
-                refs.append(f"text[{len(refs)}]")
-        return items, refs
+        return read_inputs(inputs, self.modality, text_col)
 
     # -- use -------------------------------------------------------------------
     def outputs(self, items: list[Any], batch_size: int = 64, engine: str | None = None) -> np.ndarray:

@@ -220,7 +220,7 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
 
     Each seed is a complete run in ``<out>/seeds/seed-K``. The one kept is the best by the strategy's
     ``selection_criterion`` (label-free; domain adaptation) or else by selection-split accuracy, never by the
-    reported split; it is moved up to ``<out>``, whose metrics.json gains ``seeds``: every seed's figures and
+    reported split; a strategy's own comparable numbers (``metrics["figures"]``) are listed per seed too; it is moved up to ``<out>``, whose metrics.json gains ``seeds``: every seed's figures and
     their mean and standard deviation. The others keep their metrics, history and report, not their weights.
     A seed already finished is not fitted again under ``--resume``; the interrupted one resumes.
     """
@@ -257,9 +257,10 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
                 raise
         fitted.append(f)
         m = f.metrics
+        # every fit's scores, then the figures the strategy publishes for comparison (e.g. target accuracy)
         rows.append({"seed": seed, "criterion": m.get("selection_criterion", {}).get("value"),
                      "selection_accuracy": m.get("val", {}).get("accuracy"), "test_accuracy": m.get("test", {}).get("accuracy"),
-                     "target_accuracy": m.get("adapt", {}).get("target_eval", {}).get("accuracy")})
+                     **m.get("figures", {})})
     crit = fitted[0].metrics.get("selection_criterion")
     if crit and all(r["criterion"] is not None for r in rows):
         sign = 1.0 if crit.get("goal") == "min" else -1.0
@@ -279,8 +280,9 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
         if f.path != kept:
             (f.path / "model.safetensors").unlink(missing_ok=True)
     spread = {}
-    for key in ("test_accuracy", "target_accuracy", "selection_accuracy"):
-        vals = [r[key] for r in rows if r[key] is not None]
+    figures = [k for k in rows[0] if k not in ("seed", "criterion")]
+    for key in figures:
+        vals = [r[key] for r in rows if r.get(key) is not None]
         if vals:
             spread[key] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0}
     metrics = dict(fitted[best].metrics)
@@ -290,9 +292,8 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
         ["seeds", f"{n}; kept --seed {rows[best]['seed']} by {by}"],
         *([f"{k.replace('_', ' ')} over seeds", f"{v['mean']:.4f} ± {v['std']:.4f}"] for k, v in spread.items())]
     report.setdefault("sections", []).append({
-        "title": "Seeds", "columns": ["seed", "criterion", "selection accuracy", "held-out accuracy", "target accuracy"],
-        "rows": [[r["seed"], *("" if r[c] is None else r[c] for c in ("criterion", "selection_accuracy", "test_accuracy",
-                                                                      "target_accuracy"))] for r in rows],
+        "title": "Seeds", "columns": ["seed", "criterion", *(k.replace("_", " ") for k in figures)],
+        "rows": [[r["seed"], *("" if r.get(c) is None else r[c] for c in ("criterion", *figures))] for r in rows],
         "note": f"kept: --seed {rows[best]['seed']}, by {by}; the others are in seeds/ (metrics, history, report)."})
     kept_cfg = {**yaml.safe_load((out / "config.yaml").read_text()), "out": str(out), "seeds": n}
     dump_config(out, kept_cfg)

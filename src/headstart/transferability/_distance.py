@@ -41,8 +41,7 @@ def median_bandwidth(source: np.ndarray, target: np.ndarray, max_points: int = 1
     pooled = np.concatenate([s, t])
     if len(pooled) > max_points:
         pooled = pooled[np.random.default_rng(seed).choice(len(pooled), max_points, replace=False)]
-    sq = np.sum(pooled**2, 1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0.0)
+    d2 = _sq_dists(pooled, pooled)
     med = float(np.sqrt(np.median(d2[np.triu_indices(len(pooled), 1)])))
     return med if med > 0 else 1.0
 

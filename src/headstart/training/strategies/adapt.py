@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...config import _opt
-from ...data import TABLE_EXTENSIONS, is_image_file, load_data, load_image_paths, read_texts
+from ...data import TABLE_EXTENSIONS, load_data, read_inputs
 from ...errors import ConfigError
 from ..protocol import FitContext
 from ._base import Outcome, register_strategy, with_weight_decay
@@ -103,16 +103,14 @@ class AdaptOptions:
 
 def read_unlabeled(path: Path, modality: str, text_col: str | None = None) -> list[Any]:
     """The examples of an unlabeled image folder (searched recursively) or table of texts."""
-    if modality == "text":
-        if path.suffix.lower() not in TABLE_EXTENSIONS or not path.is_file():
-            raise ConfigError(f"option --unlabeled-target: {path} must be a table of texts ({', '.join(sorted(TABLE_EXTENSIONS))})")
-        return read_texts(path, text_col)[0]
-    if not path.is_dir():
+    if modality == "text" and (path.suffix.lower() not in TABLE_EXTENSIONS or not path.is_file()):
+        raise ConfigError(f"option --unlabeled-target: {path} must be a table of texts ({', '.join(sorted(TABLE_EXTENSIONS))})")
+    if modality == "image" and not path.is_dir():
         raise ConfigError(f"option --unlabeled-target: {path} must be a folder of images")
-    arrays, _, _ = load_image_paths(sorted(q for q in path.rglob("*") if is_image_file(q)))
-    if len(arrays) < 2:
-        raise ConfigError(f"option --unlabeled-target: {path} has {len(arrays)} readable image(s); give at least 2")
-    return arrays
+    items = read_inputs([path], modality, text_col)[0]
+    if len(items) < 2:
+        raise ConfigError(f"option --unlabeled-target: {path} has {len(items)} usable example(s); give at least 2")
+    return items
 
 
 def dann_coefficient(progress: float) -> float:
@@ -255,6 +253,7 @@ class _Adapt(FineTune):
             metrics["selection_criterion"] = {"name": "dev_risk", "value": record["dev_risk"], "goal": "min"}
         if "target_eval" in record:
             summary.append(("target accuracy (--target-eval, used once)", f"{record['target_eval']['accuracy']:.4f}"))
+            metrics["figures"] = {"target_accuracy": record["target_eval"]["accuracy"]}  # listed per seed
         rows = [[when, round(v["mmd2_multi"], 5), round(v["a_distance"], 4)] for when, v in d.items()]
         sections = [{"title": "Domain distance, source vs target features", "columns": ["when", "MMD^2 (multi-kernel)", "A-distance"],
                      "rows": rows, "note": f"{n_source} source and {n_target} target examples; before = the "

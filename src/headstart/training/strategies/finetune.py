@@ -40,7 +40,6 @@ class FineTune(Strategy):
     # examples are not the training split alone says why it cannot use it (None = it can).
     no_frozen_cache: str | None = None
 
-
     @classmethod
     def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
         """The learning rate and the layer-wise decay of the rates (1 = one rate for all layers)."""
@@ -151,8 +150,11 @@ class Scratch(FineTune):
 
     name = "scratch"
     summary = "same network, random init, all layers trained (the baseline)"
-    compared_by_default = False
-    search_space = Strategy.search_space  # one rate for the whole network: no layer decay to search
+
+    @classmethod
+    def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
+        """One rate for the whole network: no layer decay to search (the base's space, not `finetune`'s)."""
+        return super(FineTune, cls).search_space(trial, cfg)
 
     def prepare(self, ctx: FitContext) -> None:
         ctx.backbone.reinit()

@@ -62,7 +62,6 @@ class L2SP(FineTune):
     summary = "fine-tune with an L2 pull towards the pretrained weights instead of weight decay (L2-SP)"
     Options = L2SPOptions
 
-
     @classmethod
     def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
         return super().search_space(trial, cfg) | {"l2sp_alpha": trial.suggest_float("l2sp_alpha", 1e-4, 1.0, log=True)}

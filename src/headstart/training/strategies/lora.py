@@ -72,7 +72,6 @@ class Lora(Strategy):
     Options = LoraOptions
     compared_by_default = True
 
-
     @classmethod
     def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
         return super().search_space(trial, cfg) | {"lora_r": trial.suggest_categorical("lora_r", [4, 8, 16])}
