@@ -236,6 +236,8 @@ def predict(
     text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
     batch_size: int = typer.Option(64, help="Batch size."),
     engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
+    support: Optional[Path] = typer.Option(None, help="A few labeled examples of the classes to predict (image folder of "
+                                           "class folders, or a table): a few-shot run (protonet, maml) adapts to them."),
     trust_code: Optional[str] = _trust_option(),
 ) -> None:
     from .data import TABLE_EXTENSIONS
@@ -252,7 +254,7 @@ def predict(
             items = [i.strip() for i in items]
     if not items:
         raise HeadstartError("predict: no inputs given (pass files or folders, or pipe text lines on stdin)")
-    for row in r.predict(items, batch_size=batch_size, text_col=text_col, engine=engine):
+    for row in r.predict(items, batch_size=batch_size, text_col=text_col, engine=engine, support=support):
         sys.stdout.write(json.dumps(row) + "\n")
 
 
@@ -498,6 +500,40 @@ def compare_cmd(
                       f"{r['wall_seconds']:.1f}", f"{r['trainable_parameters']:,}", f"{r['trainable_percent']:.2f}")
     out.print(table)
     out.print(f"table, plot and report: {target}/compare.csv, {target}/data_efficiency.png, {target}/report.html")
+
+
+# -- fewshot -------------------------------------------------------------------------
+@app.command("fewshot", help="Few-shot: frozen prototypes, a linear probe per episode, ProtoNet and MAML/FOMAML/ANIL "
+             "on the same meta-test episodes of classes never trained on: accuracy with 95% intervals, table, plot, report. "
+             "Any `fit` option may follow (e.g. --model minilm --epochs 3 --train-episodes 300 --class-split 5,0,5).",
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@_user_errors
+def fewshot_cmd(
+    ctx: typer.Context,
+    data: str = typer.Argument(..., help="Labeled data with many classes: image folder, table file or built-in name."),
+    ways: int = typer.Option(5, help="Classes per episode."),
+    shots: str = typer.Option("1,5", help="Support examples per class, comma-separated (one row per method and value)."),
+    episodes: int = typer.Option(600, help="Meta-test episodes per shot count (the same for every method)."),
+    queries: int = typer.Option(15, help="Query examples per class in an episode."),
+    methods: str = typer.Option("prototypes,linear,protonet,maml,fomaml,anil", help="Comma-separated methods."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Where runs/, fewshot.csv, fewshot.png and report.html go."),
+    overwrite: bool = typer.Option(False, help="Replace an existing few-shot folder."),
+    resume: bool = typer.Option(False, help="Continue an interrupted comparison: finished runs are reused."),
+    trust_code: Optional[str] = _trust_option(),
+) -> None:
+    from .tasks.fewshot import fewshot
+
+    options = parse_fit_flags(list(ctx.args), "fewshot")
+    target = out_dir or Path("runs") / f"fewshot-{Path(data.rstrip('/')).stem}"
+    rows = fewshot(data, methods=methods, ways=ways, shots=shots, episodes_n=episodes, queries=queries, out=target,
+                   overwrite=overwrite, resume=resume, trust_code=trust_code, **options)
+    table = Table(title=f"headstart fewshot: {data} ({ways}-way, {episodes} meta-test episodes)")
+    for col in ("method", "shots", "accuracy", "95% interval", "wall s"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in rows:
+        table.add_row(r["method"], str(r["shots"]), f"{r['accuracy']:.4f}", f"± {r['ci95']:.4f}", f"{r['wall_seconds']:.1f}")
+    out.print(table)
+    out.print(f"table, plot and report: {target}/fewshot.csv, {target}/fewshot.png, {target}/report.html")
 
 
 @app.command("tune", help="Search a strategy's hyperparameters with Optuna (TPE), scored on the selection split, then "

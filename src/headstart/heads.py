@@ -8,6 +8,9 @@ multiclass     [B, C]         cross-entropy (label smoothing)     softmax [B, C]
 multilabel     [B, C]         BCE with logits per class           sigmoid [B, C]
 regression     [B, T]         mean squared error                  the values [B, T]
 =============  =============  ==================================  ======================
+
+``normalize=s`` scales unit-length features by ``s`` before the linear layer: the head of a
+cosine-distance prototype classifier (a few-shot run, `headstart.run._support`).
 """
 
 from __future__ import annotations
@@ -18,15 +21,18 @@ from torch import nn
 
 
 class Head(nn.Module):
-    def __init__(self, task: str, num_features: int, num_outputs: int, dropout: float = 0.0):
+    def __init__(self, task: str, num_features: int, num_outputs: int, dropout: float = 0.0,
+                 normalize: float | None = None):
         super().__init__()
-        self.task = task
+        self.task, self.normalize = task, normalize
         self.num_outputs = num_outputs
         width = 1 if task == "binary" else num_outputs
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(num_features, width)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalize is not None:
+            features = F.normalize(features, dim=-1) * self.normalize
         return self.fc(self.dropout(features))
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -39,6 +45,16 @@ class Head(nn.Module):
         if self.task == "multilabel":
             return F.binary_cross_entropy_with_logits(logits, y.float())
         return F.mse_loss(logits, y.float().view_as(logits))
+
+    def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Accuracy of a batch's logits (torchmetrics); NaN for the tasks without one."""
+        from torchmetrics.functional import accuracy
+
+        if self.task == "binary":
+            return accuracy(torch.sigmoid(logits.view(-1)), y, task="binary", validate_args=False)
+        if self.task == "multiclass":
+            return accuracy(logits, y, task="multiclass", num_classes=logits.shape[-1], average="micro", validate_args=False)
+        return torch.tensor(float("nan"))
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities [B, C] (or regression values)."""

@@ -32,12 +32,13 @@ from ._dataset import (
     stratified_holdout,
     task_of,
 )
+from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
 from ._images import TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
 from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["Dataset", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["Dataset", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(

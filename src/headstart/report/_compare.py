@@ -1,4 +1,5 @@
-"""The plot and page of `headstart compare`: accuracy against labels per class, one line per strategy."""
+"""The plots and pages of `headstart compare` (accuracy against labels per class, one line per strategy) and
+`headstart fewshot` (meta-test accuracy with 95% intervals, one bar per method and shot count)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,50 @@ Trainable parameters as a percentage of the backbone's.</p>
 <figure><img src="data_efficiency.png" alt="accuracy vs labels per class"></figure>
 {_grid(rows, columns)}
 <p>Each run's own report: <code>runs/&lt;strategy&gt;-&lt;budget&gt;/report.html</code>.</p>
+</body></html>"""
+    out = out_dir / "report.html"
+    atomic_write_text(out, page)
+    return out
+
+
+def plot_fewshot(rows: list[dict[str, Any]], path: Path, ways: int) -> Path:
+    """Meta-test accuracy per method, one group of bars per shot count, 95% intervals as error bars."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    shots = sorted({r["shots"] for r in rows})
+    fig, ax = subplots(figsize=(6.8, 4.2))
+    width = 0.8 / max(1, len(methods))
+    for i, m in enumerate(methods):
+        got = {r["shots"]: r for r in rows if r["method"] == m}
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j, k in enumerate(shots) if k in got]
+        ax.bar(xs, [got[k]["accuracy"] for k in shots if k in got], width, yerr=[got[k]["ci95"] for k in shots if k in got],
+               capsize=3, label=m)
+    ax.axhline(1.0 / ways, color="grey", lw=0.8, ls="--", label="chance")
+    ax.set_xticks(range(len(shots)), [f"{ways}-way {k}-shot" for k in shots])
+    ax.set_ylabel("meta-test accuracy (95% interval)")
+    ax.set_ylim(0, 1)
+    ax.set_title("few-shot: the same episodes for every method")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_fewshot_report(out_dir: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    split = record.get("classes", {})
+    classes = "".join(f"<li>meta-{html.escape(k)} ({len(v)}): {html.escape(', '.join(v) or '(none)')}</li>"
+                      for k, v in split.items())
+    page = f"""{page_head("headstart fewshot")}
+<h1>Few-shot on {html.escape(str(record['data']))}</h1>
+<p>{record['episodes']} meta-test episodes per shot count, {record['ways']}-way, up to {record['queries']} queries per
+class; every method is scored on the same episodes, of classes no trained method saw. Accuracy is the mean over
+episodes, ± the half-width of its 95% interval. <i>prototypes</i> and <i>linear</i> use the pretrained backbone's
+features without any training: the baselines every meta-learning result is read against.</p>
+<figure><img src="fewshot.png" alt="meta-test accuracy per method"></figure>
+{_grid(rows, ["method", "shots", "accuracy", "ci95", "episodes", "wall_seconds", "train_seconds", "score_seconds"])}
+<ul>{classes}</ul>
+<p>Each trained method's run: <code>runs/&lt;method&gt;-&lt;K&gt;shot/report.html</code>.</p>
 </body></html>"""
     out = out_dir / "report.html"
     atomic_write_text(out, page)

@@ -70,6 +70,8 @@ class Run:
         self.modality = backbone.modality if backbone is not None else str(modality)
         self._batcher = batcher
         self._onnx: OnnxModel | None = None
+        self.support_rule: dict[str, Any] = {}  # a few-shot run's rule for `predict(support=...)` (model.json)
+        self.support_weights: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         acc = self.metrics.get("test", {}).get("accuracy")
@@ -119,13 +121,15 @@ class Run:
             return self._onnx.outputs(items, batch_size)
         raise HeadstartError(f"option --engine: {engine!r} is not one of {', '.join(ENGINES)}")
 
-    def records(self, refs: list[str], probs: np.ndarray) -> list[dict[str, Any]]:
-        """`predict`'s output: one dict per example with its ``input`` name, ``label`` and class ``probabilities``."""
+    def records(self, refs: list[str], probs: np.ndarray, classes: list[str] | None = None) -> list[dict[str, Any]]:
+        """`predict`'s output: one dict per example with its ``input`` name, ``label`` and class ``probabilities``
+        (of this run's classes, or of ``classes``: a support set's)."""
+        classes = classes if classes is not None else self.classes
         return [
             {
                 "input": ref,
-                "label": self.classes[int(p.argmax())],
-                "probabilities": {c: round(float(v), 6) for c, v in zip(self.classes, p)},
+                "label": classes[int(p.argmax())],
+                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
             }
             for ref, p in zip(refs, probs)
         ]
@@ -145,14 +149,41 @@ class Run:
         return self.outputs(items, batch_size, engine)
 
     def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None,
-                engine: str | None = None) -> list[dict[str, Any]]:
+                engine: str | None = None, support: str | Path | Dataset | None = None) -> list[dict[str, Any]]:
         """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
 
         ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
         with the same preprocessing and the same output; None = `default_engine`.
+        ``support``: labeled examples (an image folder of class folders, a table, or a `Dataset`) of the classes
+        to predict, which may be classes the run never saw: a few-shot run adapts to them by the rule it was
+        scored with (prototypes, or MAML's inner loop; `headstart.run._support`).
         """
         items, refs = self.resolve_inputs(inputs, text_col)
-        return self.records(refs, self.outputs(items, batch_size, engine))
+        if support is None:
+            return self.records(refs, self.outputs(items, batch_size, engine))
+        if engine == "onnx":
+            raise HeadstartError("option --support: adapting to a support set runs through PyTorch; drop --engine onnx")
+        backbone, head, classes = self.adapted(support, text_col)
+        probs = predict_outputs(backbone, head, items, batch_size)
+        return self.records(refs, probs, classes)
+
+    def adapted(self, support: str | Path | Dataset, text_col: str | None = None) -> tuple[Backbone, Head, list[str]]:
+        """This run's network fitted to a support set: (backbone, head over the support's classes, class names)."""
+        import torch
+
+        from ._support import adapt_to_support
+
+        if not self.support_rule:
+            raise HeadstartError(f"{self.path}: option --support needs a few-shot run (strategy protonet or maml); this "
+                                 f"one was fitted with {self.config.get('strategy')} and predicts its own classes")
+        ds = support if isinstance(support, Dataset) else load_data(
+            str(support), val_fraction=0.0, test_fraction=0.0, **({"text_col": text_col} if text_col else {}))
+        if ds.modality != self.modality:
+            raise DataError(f"{support}: holds {ds.modality}s but the run predicts {self.modality}s")
+        batch = self.backbone.preprocess(train=False)(list(ds.items))
+        backbone, head = adapt_to_support(self.backbone, self.support_weights, self.support_rule, batch,
+                                          torch.as_tensor(ds.y), ds.num_classes)
+        return backbone, head, list(ds.classes)
 
     def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
@@ -193,9 +224,13 @@ class Run:
 
 
 # -- save / load ---------------------------------------------------------------
-def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes: list[str], dropout: float) -> None:
+def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes: list[str], dropout: float,
+               record: dict[str, Any] | None = None, tensors: dict[str, Any] | None = None) -> None:
+    """Weights into model.safetensors, architecture into model.json (plus ``record``'s keys), classes into
+    labels.json. ``tensors``: extra named tensors saved beside ``backbone.*`` and ``head.*``."""
     state = {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
     state.update({f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()})
+    state.update({k: v.detach().cpu().contiguous() for k, v in (tensors or {}).items()})
     buf_path = run_dir / ".model.safetensors.tmp"
     save_file(state, str(buf_path))
     buf_path.replace(run_dir / "model.safetensors")
@@ -204,7 +239,9 @@ def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes
         code = spec["code"]
         spec["code"] = {**code, "relative": os.path.relpath(code["file"], run_dir.resolve())}
     model = {"backbone": spec, "modality": backbone.modality, "num_features": backbone.num_features,
-             "task": task, "num_outputs": len(classes), "dropout": dropout}
+             "task": task, "num_outputs": len(classes), "dropout": dropout, **(record or {})}
+    if head.normalize is not None:
+        model["normalize"] = head.normalize
     if backbone.data_config is not None:  # what predicting through the ONNX export needs, without the network
         model["data_config"] = backbone.data_config
     atomic_write_text(run_dir / "model.json", json.dumps(model, indent=2))
@@ -262,7 +299,8 @@ def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
             return _without_code(p, model, labels, config, metrics)
         try:
             backbone = rebuild_backbone(spec, p / "backbone")
-            head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)))
+            head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)),
+                        normalize=float(model["normalize"]) if model.get("normalize") is not None else None)
         except (KeyError, TypeError, ValueError) as e:
             raise HeadstartError(f"{p / 'model.json'}: the recorded architecture is damaged ({e!r}); fit the run again") from None
         except ConfigError as e:  # e.g. a family this installation lacks, or a backbone that points at another run
@@ -280,7 +318,11 @@ def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
         raise HeadstartError(f"{p}: weights do not match the recorded architecture ({str(e).splitlines()[0]})") from None
     backbone.eval()
     head.eval()
-    return Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+    run = Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+    if isinstance(model.get("support"), dict):
+        run.support_rule = model["support"]
+        run.support_weights = {k: v for k, v in state.items() if k.startswith("support.")}
+    return run
 
 
 def _without_code(p: Path, model: dict[str, Any], labels: dict[str, Any], config: dict[str, Any],

@@ -55,7 +55,7 @@ def parse_strategies(text: str | list[str]) -> list[str]:
     return names
 
 
-def _options_for(strategy: str, fit_options: dict[str, Any]) -> dict[str, Any]:
+def options_applying(strategy: str, fit_options: dict[str, Any]) -> dict[str, Any]:
     """The fit options that apply to ``strategy`` (another strategy's own options are left out)."""
     owners = option_fields()
     return {k: v for k, v in fit_options.items() if k not in owners or strategy in owners[k][1]}
@@ -92,7 +92,7 @@ def compare(data: str, strategies: str | list[str] | None = None, budgets: str |
             raise ConfigError(f"compare: option --{k.replace('_', '-')} applies to one `headstart fit`; compare runs its "
                               "fits one after another in this process")
     for s in names:  # every option checked before the first fit
-        options_for(FitConfig.from_dict({"data": str(data), "strategy": s, **_options_for(s, fit_options)}))
+        options_for(FitConfig.from_dict({"data": str(data), "strategy": s, **options_applying(s, fit_options)}))
     folder = prepare_output_dir(out or default_out(str(data)), overwrite=overwrite, resume=resume,
                                 markers=("compare.json",), what="a headstart comparison", options="--out")
     rows: list[dict[str, Any]] = []
@@ -106,7 +106,7 @@ def compare(data: str, strategies: str | list[str] | None = None, budgets: str |
             run_dir = folder / "runs" / tag
             info(f"compare: {tag}")
             with trusting(trust_code):
-                run = _fit_or_reuse(data, run_dir, s, budget, _options_for(s, fit_options))
+                run = _fit_or_reuse(data, run_dir, s, budget, options_applying(s, fit_options))
             rows.append(_row(run, s, budget))
             _write(folder, record, rows)
     import pandas as pd
@@ -165,4 +165,4 @@ def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> 
     atomic_write_text(folder / "compare.json", json.dumps({**record, "rows": rows}, indent=2, default=str))
 
 
-__all__ = ["compare", "default_out", "default_strategies", "parse_budgets", "parse_strategies"]
+__all__ = ["compare", "default_out", "default_strategies", "options_applying", "parse_budgets", "parse_strategies"]

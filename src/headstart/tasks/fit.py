@@ -32,7 +32,6 @@ from ..backbones import build_backbone, preflight
 from ..config import FitConfig
 from ..data import Dataset, load_data
 from ..errors import ConfigError, HeadstartError, kind_of
-from ..evaluate import compute_metrics
 from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
 from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
@@ -205,6 +204,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     skipped = "skipped_rows" if ds.modality == "text" else "skipped_files"  # unusable table rows / unreadable files
     metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info,
                       "wall_seconds": round(time.perf_counter() - t_start, 2), skipped: len(ds.skipped)}
+    ds = ctx.data  # a strategy may have split it anew (few-shot: by class)
     metrics["data"] = ds.summary()
     if predicted:
         metrics["predicted"] = predicted
@@ -306,14 +306,10 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
 def _evaluate(ctx: FitContext, strategy: Strategy, held_out: bool = True) -> dict[str, Any]:
     """Once on the reported split (unless ``held_out`` is False); the selection split is reported separately
     (unless it was trained on)."""
-    from ..features import head_outputs, predict_outputs
-
     ds, metrics = ctx.data, {}
     for split, idx in (("test", ds.test_idx if held_out else ds.test_idx[:0]), ("val", ds.val_idx)):
         if len(idx) and not (split == "val" and strategy.fits_selection_split):
-            probs = (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
-                     else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
-            metrics[split] = compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
+            metrics[split] = strategy.score(ctx, idx)
     return metrics
 
 
@@ -322,7 +318,8 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
     from ..run import save_model, write_history, write_json
 
     out, ds = ctx.run_dir, ctx.data
-    save_model(out, ctx.backbone, ctx.head, ds.task, ds.classes, ctx.cfg.dropout)
+    save_model(out, ctx.backbone, ctx.head, ds.task, ds.classes, ctx.cfg.dropout, record=outcome.model,
+               tensors=outcome.weights)
     metrics.update(outcome.metrics)
     if outcome.summary or outcome.sections:
         metrics["report"] = {"summary": [list(r) for r in outcome.summary], "sections": outcome.sections}
@@ -330,7 +327,7 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
     write_json(out / "metrics.json", metrics)
     if record:
         plot_learning_curves(ctx.history, out / "plots" / "learning_curves.png")
-        if "test" in metrics:
+        if "confusion_matrix" in metrics.get("test", {}):
             plot_confusion(metrics["test"]["confusion_matrix"], ds.classes, out / "plots" / "confusion_matrix.png",
                            "confusion matrix (held-out split)")
         write_report(out, ctx.cfg.to_dict(), metrics, metrics["data"])

@@ -28,7 +28,6 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
-from torchmetrics.functional import accuracy
 
 from .._dist import global_rank
 from .._perf import FlopCount, bf16_supported, utilisation
@@ -236,7 +235,7 @@ class TrainableModule(L.LightningModule):
                      batch_size=bs, sync_dist=self.sync)
         if "logits" in out and len(out["logits"]):
             y = out.get("y", batch[1])  # the labels the logits are for (a method may score part of a batch)
-            self.log("train_acc", _accuracy(self.head, out["logits"].detach(), y), on_step=False, on_epoch=True,
+            self.log("train_acc", self.head.accuracy(out["logits"].detach(), y), on_step=False, on_epoch=True,
                      batch_size=len(y), sync_dist=self.sync)
         if not torch.isfinite(out["loss"]):
             raise FloatingPointError(
@@ -245,11 +244,10 @@ class TrainableModule(L.LightningModule):
         return out["loss"]
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        x, y = batch
-        logits = self.head(self.backbone.forward_features(x))
-        bs = len(y)
-        self.log("val_loss", self.head.loss(logits, y), on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
-        self.log("val_acc", _accuracy(self.head, logits, y), on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
+        out = self.trainable.validation_step(batch, self.ctx)
+        bs = len(batch[1])
+        self.log("val_loss", out["loss"], on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
+        self.log("val_acc", out["acc"], on_step=False, on_epoch=True, batch_size=bs, sync_dist=self.sync)
 
     def configure_optimizers(self) -> Any:
         groups = self.trainable.param_groups(self.ctx)
@@ -271,15 +269,6 @@ def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup: float) -
         return cosine
     return SequentialLR(opt, [LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=warm - 1 or 1), cosine],
                         milestones=[warm])
-
-
-def _accuracy(head: Any, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Training accuracy of a classification head (torchmetrics); NaN for other tasks."""
-    if head.task == "binary":
-        return accuracy(torch.sigmoid(logits.view(-1)), y, task="binary", validate_args=False)
-    if head.task == "multiclass":
-        return accuracy(logits, y, task="multiclass", num_classes=logits.shape[-1], average="micro", validate_args=False)
-    return torch.tensor(float("nan"))
 
 
 class _History(Callback):
@@ -388,16 +377,16 @@ def distribution(cfg: Any) -> tuple[int, int, Any]:
 def train(trainable: Trainable, ctx: FitContext) -> None:
     """Fit ``trainable`` on ``ctx.data`` with Lightning; fills ``ctx.history`` and ``ctx.info``."""
     ctx.features = None  # features cached before training no longer describe the backbone once it trains
-    cfg, data = ctx.cfg, ctx.data
+    cfg = ctx.cfg
     rank, world, how = distribution(cfg)
     tr_items, tr_y = trainable.train_examples(ctx)
-    va_items, va_y = data.subset(data.val_idx)
+    va_items, va_y = trainable.val_examples(ctx)
     tr_batcher, va_batcher = trainable.batcher(True, ctx), trainable.batcher(False, ctx)
     # Without augmentation every epoch would resize the same images again: do it once (images, within a budget).
     tr_items, va_items = tr_batcher.resized_once(tr_items), va_batcher.resized_once(va_items)
-    train_dl = make_loader(tr_batcher, tr_items, tr_y, train=True, batch_size=cfg.batch_size, seed=cfg.seed,
+    train_dl = make_loader(tr_batcher, tr_items, tr_y, train=True, batch_size=trainable.batch_size(True, ctx), seed=cfg.seed,
                            num_workers=loader_workers(cfg.num_workers), rank=rank, world=world)
-    val_dl = make_loader(va_batcher, va_items, va_y, train=False, batch_size=max(64, cfg.batch_size),
+    val_dl = make_loader(va_batcher, va_items, va_y, train=False, batch_size=trainable.batch_size(False, ctx),
                          seed=cfg.seed, rank=rank, world=world) if len(va_items) else None
     total_steps = cfg.epochs * len(train_dl)
     module = TrainableModule(trainable, ctx, total_steps)
@@ -426,6 +415,7 @@ def train(trainable: Trainable, ctx: FitContext) -> None:
         callbacks=callbacks,
         enable_progress_bar=show,
         enable_model_summary=False,
+        inference_mode=False,  # selection under no_grad only: a method may adapt inside a selection step (MAML)
         enable_checkpointing=False,  # _ResumePoint writes the one checkpoint a resume needs
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_dl))),

@@ -42,15 +42,16 @@ _STRATEGIES: dict[str, type[Strategy]] = {}
 
 def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     """Class decorator: register under ``cls.name``; a duplicate name is an error, and so is an option
-    name that another strategy (or `FitConfig`) already uses for a different option."""
+    name that another strategy (or `FitConfig`) already uses for a different option (options inherited from
+    one base dataclass are shared, e.g. the episode options of the few-shot methods)."""
     if cls.name in _STRATEGIES:
         raise ValueError(f"strategy {cls.name!r} is already registered")
     if cls.Options is not None:
-        mine = {f.name for f in fields(cls.Options)}
-        clash = mine & {f.name for f in fields(FitConfig)}
-        for other in _STRATEGIES.values():
-            if other.Options is not None and other.Options is not cls.Options:
-                clash |= mine & {f.name for f in fields(other.Options)}
+        mine = {f.name: f for f in fields(cls.Options)}
+        clash = set(mine) & {f.name for f in fields(FitConfig)}
+        for other in _STRATEGIES.values():  # an option shared through a common base dataclass is the same field
+            if other.Options is not None:
+                clash |= {f.name for f in fields(other.Options) if f.name in mine and mine[f.name] is not f}
         if clash:
             raise ValueError(f"strategy {cls.name!r}: option name(s) {', '.join(sorted(clash))} already in use")
     _STRATEGIES[cls.name] = cls
@@ -118,6 +119,10 @@ class Outcome:
     metrics: dict[str, Any] = field(default_factory=dict)
     summary: list[tuple[str, str]] = field(default_factory=list)
     sections: list[dict[str, Any]] = field(default_factory=list)
+    # ``model``: keys added to model.json (e.g. a few-shot run's support rule); ``weights``: extra tensors
+    # saved with the model under their own names (never "backbone." or "head.").
+    model: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, Any] = field(default_factory=dict)
 
 
 class Strategy:
@@ -130,6 +135,9 @@ class Strategy:
     # True when the strategy fits on the selection split too (cross-validation over train + selection):
     # scores on that split are then training scores, and the fit does not report them as a selection result.
     fits_selection_split: ClassVar[bool] = False
+    # True when the fit learns some classes and is scored on others (few-shot): its reported split holds classes
+    # it never trained on, and its metrics are per episode.
+    splits_by_class: ClassVar[bool] = False
     # Seeds a fit runs when --seeds is not given (the pipeline keeps the best by the strategy's label-free
     # ``selection_criterion`` metric, else by selection-split accuracy).
     default_seeds: ClassVar[int] = 1
@@ -184,6 +192,30 @@ class Strategy:
     def train_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         """What the training loader iterates over (default: the training split)."""
         return ctx.data.subset(ctx.data.train_idx)
+
+    def val_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
+        """What the selection loader iterates over (default: the selection split)."""
+        return ctx.data.subset(ctx.data.val_idx)
+
+    def batch_size(self, train: bool, ctx: FitContext) -> int:
+        """Examples per step (``train``) or per selection batch."""
+        return self.cfg.batch_size if train else max(64, self.cfg.batch_size)
+
+    def validation_step(self, batch: tuple[Any, torch.Tensor], ctx: FitContext) -> dict[str, torch.Tensor]:
+        """Loss and accuracy of one selection batch (the epochs are chosen on the loss)."""
+        x, y = batch
+        logits = ctx.head(ctx.backbone.forward_features(x))
+        return {"loss": ctx.head.loss(logits, y), "acc": ctx.head.accuracy(logits, y)}
+
+    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
+        """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once."""
+        from ...evaluate import compute_metrics
+        from ...features import head_outputs, predict_outputs
+
+        ds = ctx.data
+        probs = (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
+                 else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
+        return compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
 
     def batcher(self, train: bool, ctx: FitContext) -> Callable[[list[Any]], Any]:
         """Turns a list of examples into a batch (default: the backbone's preprocessing)."""
