@@ -1,6 +1,6 @@
 """Few-shot benchmark (issue 18): `headstart fewshot` on TREC's fine classes and the sign-language digits.
 
-    python benchmarks/fewshot.py [--datasets trec,sign] [--episodes 600] [--shots 1,5] [--out /tmp/fewshot-bench]
+    python benchmarks/fewshot.py [--datasets trec,sign] [--methods ...] [--episodes 600] [--shots 1,5] [--out /tmp/fewshot-bench]
 
 trec: the 50 fine question classes of train_5500 + TREC_10 (one table), split by class
 30 / 10 / 10 (seed 0), all-MiniLM-L6-v2, max length 32. sign: the 10 hand-sign digits,
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--datasets", default="trec,sign")
     ap.add_argument("--episodes", type=int, default=600)
     ap.add_argument("--shots", default="1,5")
+    ap.add_argument("--methods", default="prototypes,linear,protonet,maml,fomaml,anil")
     ap.add_argument("--out", default="/tmp/fewshot-bench")
     args = ap.parse_args()
     if not SHARED.is_dir():
@@ -62,7 +63,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         data = trec_table(out) if name == "trec" else SHARED / "images" / "sign_language_digits"
         t0 = time.perf_counter()
-        rows = fewshot(str(data), shots=args.shots, episodes_n=args.episodes, out=out / name, overwrite=True,
+        rows = fewshot(str(data), methods=args.methods, shots=args.shots, episodes_n=args.episodes, out=out / name, overwrite=True,
                        trust_code=True, **SETTINGS[name], **COMMON)
         by = {(r["method"], r["shots"]): r for r in rows}
         for m in dict.fromkeys(r["method"] for r in rows):
