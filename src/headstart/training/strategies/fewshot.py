@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...data import Episode, eligible, episodes, mean_ci95, split_classes
+from ...config import _opt
+from ...data import Episode, draw_episode, eligible, episodes, mean_ci95, split_classes
 from ...errors import ConfigError
 from ..protocol import FitContext
 from ._base import Outcome, register_strategy, with_weight_decay
@@ -51,10 +52,6 @@ if TYPE_CHECKING:
 
 # MAML's head sees unit-length features times this (`run._support.head_logits`): one inner rate for every backbone.
 HEAD_SCALE = 10.0
-
-
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -127,8 +124,6 @@ class EpisodeBatcher:
 
     def __call__(self, batch: list[Any]) -> list[tuple[Any, ...]]:
         import torch
-
-        from ...data import draw_episode
 
         out = []
         for ep in batch:
@@ -219,19 +214,19 @@ class _Episodic(FineTune):
         from ...features import extract_items
 
         ds, o = ctx.data, self.opts
-        test = len(idx) == len(ds.test_idx) and np.array_equal(idx, ds.test_idx)
+        test = np.array_equal(idx, ds.test_idx)
         eps = (episodes(ds.y, idx, self.parts["test"], o.ways, o.shots, o.queries, o.eval_episodes, self.cfg.seed)
                if test else self.val_eps)
         t0 = time.perf_counter()
         ctx.backbone.eval()
         feats = None
-        if self.features_suffice():
-            feats = torch.as_tensor(extract_items(ctx.backbone, [ds.items[i] for i in idx], description="meta-test features"))
-            where = {int(r): k for k, r in enumerate(idx)}
+        if self.features_suffice():  # `finish` extracted every example's with the final backbone
+            feats = torch.from_numpy(ctx.features) if ctx.features is not None else torch.as_tensor(
+                extract_items(ctx.backbone, ds.items, description="features"))
         accs = []
         for ep in track(eps, len(eps), f"scoring {len(eps)} episodes", min_total=50):
             if feats is not None:
-                fs, fq = feats[[where[int(r)] for r in ep.support]], feats[[where[int(r)] for r in ep.query]]
+                fs, fq = feats[ep.support], feats[ep.query]
                 logits = self.logits_from_features(fs, torch.as_tensor(ep.support_y), fq, ctx)
             else:
                 logits = self.logits_from_items(ep, ctx)
@@ -265,6 +260,7 @@ class _Episodic(FineTune):
         ds = ctx.data
         ctx.backbone.eval()
         feats = torch.as_tensor(extract_items(ctx.backbone, ds.items, description="class prototypes"))
+        ctx.features = feats.numpy()  # the final backbone's features of every example: scoring reuses them
         rule = self.support_rule()
         metric = rule.get("metric", "euclidean")
         ctx.head = prototype_head(prototypes(feats, torch.as_tensor(ds.y), ds.num_classes), metric, rule.get("scale", 1.0))
