@@ -87,7 +87,7 @@ def test_a_fit_says_which_columns_it_used_and_how_to_change_them(tmp_path: Path)
     out = " ".join(res.output.split())
     assert "label column │ author (detected: fewest distinct values; --label-col to change)" in out
     assert "text column │ body (detected: its name; --text-col to change)" in out
-    assert "delimiter │ comma (detected; --delimiter to change)" in out and "task │ binary (detected: 2 classes)" in out
+    assert "delimiter │ comma (detected; --delimiter to change)" in out and "task │ binary (detected: 2 classes; --task-type to change)" in out
     assert "skipped rows │ 1" in out
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["data"]["decided"]["label"] == {"value": "author", "how": "detected: fewest distinct values", "flag": "--label-col"}

@@ -145,6 +145,10 @@ def parse_fit_flags(args: list[str], command: str = "compare") -> dict[str, Any]
         if i + 1 >= len(args):
             raise HeadstartError(f"{command}: option {tok} needs a value")
         raw = args[i + 1]
+        if typing.get_origin(base) is list:  # repeatable (--label-col a --label-col b)
+            found.setdefault(name, []).append(raw)
+            i += 2
+            continue
         try:
             found[name] = base(raw) if base in (int, float) else raw
         except ValueError:
@@ -204,8 +208,8 @@ def evaluate(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
     data: str = typer.Argument(..., help="Labeled data: image folder or table file."),
     split: str = typer.Option("all", help="all = every labeled example; test = only the data's reported part."),
-    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
-    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table; twice for a pair of texts."),
+    label_col: Optional[list[str]] = typer.Option(None, help="Label column of a table; repeat it for several (multilabel 0/1 columns)."),
     engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
     trust_code: Optional[str] = _trust_option(),
@@ -233,7 +237,7 @@ def evaluate(
 def predict(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
     inputs: Optional[list[str]] = typer.Argument(None, help="Images, folders, CSV/TSV files, or texts; '-' or nothing = stdin."),
-    text_col: Optional[str] = typer.Option(None, help="Text column of a table input."),
+    text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table input; twice for pairs (default: a pair run's own two)."),
     batch_size: int = typer.Option(64, help="Batch size."),
     engine: Optional[str] = typer.Option(None, help=ENGINE_HELP),
     support: Optional[Path] = typer.Option(None, help="A few labeled examples of the classes to predict (image folder of "
@@ -336,7 +340,7 @@ def export_cmd(
     format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime quantization (static for images, dynamic for text)."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Zero this fraction of each conv/linear layer's smallest weights (e.g. 0.5)."),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse a file whose held-out accuracy is more than this many points below PyTorch's."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse a file whose held-out score (accuracy; micro-F1 multilabel; R² regression) is more than this many points (x100) below PyTorch's."),
     force: bool = typer.Option(False, "--force", help="Keep a file even when it loses more than --max-drop."),
     data: Optional[str] = typer.Option(None, "--data", help="Labeled data to check on (default: the run's own held-out split)."),
     calibration: int = typer.Option(256, help="Training images used to calibrate static int8 quantization."),
@@ -347,13 +351,15 @@ def export_cmd(
     record = load_run(run, trust_code=trust_code).export(format=format, quantize=quantize, prune=prune, max_drop=max_drop,
                                                          force=force, data=data, calibration=calibration)
     table = Table(title=f"headstart export {run}: checked on {record['checked_on']}")
-    for col in ("file", "MB", "zip MB", "max |diff|", "agree", "accuracy", "Δ pts"):
+    ref = record["pytorch_fp32"]
+    for col in ("file", "MB", "zip MB", "max |diff|", "agree", ref["score_name"].replace("_", " "), "Δ pts"):
         table.add_column(col, justify="left" if col == "file" else "right")
-    table.add_row("PyTorch fp32", "", "", "", "", f"{record['pytorch_fp32']['accuracy']:.4f}", "")
+    table.add_row("PyTorch fp32", "", "", "", "", f"{ref['score']:.4f}", "")
     for st in record["stages"]:
         forced = " (forced)" if st.get("forced") else ""
+        agree = f"{st['class_agreement']:.4f}" if "class_agreement" in st else "n/a"
         table.add_row(st["file"] + forced, f"{st['bytes'] / 1e6:.2f}", f"{st['zipped_bytes'] / 1e6:.2f}", f"{st['max_abs_diff']:.1e}",
-                      f"{st['class_agreement']:.4f}", f"{st['accuracy']:.4f}", f"{0.0 - st['drop_points']:+.2f}")
+                      agree, f"{st['score']:.4f}", f"{0.0 - st['drop_points']:+.2f}")
     out.print(table)
     out.print(f"`headstart predict {run} --engine onnx` uses {record['default']}")
 
@@ -374,8 +380,10 @@ def rank_cmd(
     test_fraction: float = typer.Option(0.2, help="Held out, never scored (as in `headstart fit`)."),
     proxy_epochs: int = typer.Option(2, help="Epochs of the short fine-tuning proxy."),
     proxy_per_class: int = typer.Option(200, help="At most this many training examples per class for the proxy."),
-    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
-    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table; twice for a pair of texts."),
+    label_col: Optional[list[str]] = typer.Option(None, help="Label column of a table; repeat it for several (multilabel 0/1 columns)."),
+    task_type: str = typer.Option("auto", help="What a label is: auto, binary, multiclass, multilabel, regression "
+                                  "(LogME and the proxy score every task; the other scores need classes)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where rank.json/csv/png and report.html go (default runs/rank-<data>)."),
     overwrite: bool = typer.Option(False, help="Replace an existing ranking folder."),
     trust_code: Optional[str] = _trust_option(),
@@ -390,8 +398,8 @@ def rank_cmd(
         goal = "finetune" if get_strategy(then_fit).trains else "linear"  # a frozen-feature probe: rank by LogME
     target = out_dir or default_out(data)
     df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
-              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, out=target, overwrite=overwrite,
-              trust_code=trust_code)
+              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, task_type=task_type, out=target,
+              overwrite=overwrite, trust_code=trust_code)
     names = df.attrs["metrics"]
     table = Table(title=f"headstart rank: {data} (higher is better)")
     for col in ("rank", "candidate", *names, "dim", "extract s", "seconds"):
@@ -406,7 +414,7 @@ def rank_cmd(
         from .tasks.fit import fit
 
         run = fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
-                  test_fraction=test_fraction, text_col=text_col, label_col=label_col, trust_code=trust_code)
+                  test_fraction=test_fraction, text_col=text_col, label_col=label_col, task_type=task_type, trust_code=trust_code)
         _print_summary(run, "headstart fit (the recommended candidate)")
 
 
@@ -421,8 +429,8 @@ def extract_cmd(
     weights: Optional[str] = typer.Option(None, help="Weights file for the backbone, as for fit."),
     batch_size: int = typer.Option(64, help="Batch size."),
     cache_dir: Optional[str] = typer.Option(None, help="Feature cache folder (default: runs/.cache, or $HEADSTART_CACHE_DIR)."),
-    text_col: Optional[str] = typer.Option(None, help="Text column of a table."),
-    label_col: Optional[str] = typer.Option(None, help="Label column of a table."),
+    text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table; twice for a pair of texts."),
+    label_col: Optional[list[str]] = typer.Option(None, help="Label column of a table; repeat it for several (multilabel 0/1 columns)."),
     seed: int = typer.Option(0, help="Seed (a from-scratch backbone's weights), as for fit."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
@@ -492,11 +500,16 @@ def compare_cmd(
     options = parse_fit_flags(list(ctx.args))
     target = out_dir or default_out(data)
     df = compare(data, strategies, budgets, out=target, overwrite=overwrite, resume=resume, trust_code=trust_code, **options)
-    table = Table(title=f"headstart compare: {data} (held-out accuracy)")
-    for col in ("strategy", "per class", "accuracy", "macro F1", "wall s", "trainable", "% backbone"):
+    score = str(df["score_name"].iloc[0]).replace("_", " ") if len(df) else "accuracy"
+    table = Table(title=f"headstart compare: {data} (held-out {score})")
+    for col in ("strategy", "per class", score, "macro F1", "wall s", "trainable", "% backbone"):
         table.add_column(col, justify="left" if col == "strategy" else "right")
+
+    def num(v: Any) -> str:
+        return "n/a" if v is None or v != v else f"{v:.4f}"
+
     for _, r in df.iterrows():
-        table.add_row(r["strategy"], f"{r['labels_per_class']:g}", f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}",
+        table.add_row(r["strategy"], f"{r['labels_per_class']:g}", num(r["score"]), num(r["macro_f1"]),
                       f"{r['wall_seconds']:.1f}", f"{r['trainable_parameters']:,}", f"{r['trainable_percent']:.2f}")
     out.print(table)
     out.print(f"table, plot and report: {target}/compare.csv, {target}/data_efficiency.png, {target}/report.html")
@@ -557,18 +570,19 @@ def tune_cmd(
     options = parse_fit_flags(list(ctx.args), "tune")
     r = tune(data, trials=trials, strategy=strategy, storage=storage, study=study, out=out_dir, refit=refit, **options)
     table = Table(title=f"headstart tune: {data}, {r['strategy']} (study {r['study']}; selection-split log-loss)")
-    for col in ("trial", "state", "log-loss", "selection accuracy", "values"):
+    for col in ("trial", "state", "log-loss", "selection score", "values"):
         table.add_column(col, justify="left" if col in ("state", "values") else "right")
     for t in sorted(r["trials"], key=lambda t: (t["value"] is None, t["value"] or 0.0)):
-        acc = t["selection_accuracy"]
+        acc = t["selection_score"]
         table.add_row(str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
                       "" if acc is None else f"{acc:.4f}", ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                                    for k, v in t["params"].items()))
     out.print(table)
     if "refit" in r:
-        acc = r["refit"]["test"].get("accuracy")
+        test = r["refit"]["test"]
+        acc = test.get("score")
         out.print(f"best: trial {r['best']['number']}; refitted into {r['refit']['run']}"
-                  + (f", held-out accuracy {acc:.4f}" if acc is not None else ""))
+                  + (f", held-out {test.get('score_name', 'score').replace('_', ' ')} {acc:.4f}" if acc is not None else ""))
     out.print(f"record: {r['path']}/tune.json")
 
 

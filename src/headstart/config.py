@@ -33,6 +33,9 @@ HEADER_MODES = ("auto", "yes", "no")
 CACHE_MODES = ("auto", "yes", "no")
 PRECISIONS = ("auto", "32", "bf16")
 POOLS = ("auto", "avg", "avgmax")
+TASK_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression")
+POS_WEIGHTS = ("none", "auto")
+REGRESSION_LOSSES = ("mse", "huber")
 DISTRIBUTED = ("ddp", "fsdp")
 DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}  # what ``--model auto`` means for each modality
 
@@ -72,8 +75,14 @@ class DataConfig:
 
     data: str = _opt("", "Data: an image folder, a CSV/TSV/JSONL/Parquet table, or a built-in ('digits').")
     test: str | None = _opt(None, "Separate labeled data to report on (else the data's test/ or val/ part, or a split).")
-    text_col: str | None = _opt(None, "Text column of a table (default: auto-detected).")
-    label_col: str | None = _opt(None, "Label column of a table (default: auto-detected).")
+    text_col: list[str] | None = _opt(None, "Text column of a table (default: auto-detected); give it twice for a pair of "
+                                      "texts (--text-col sentence1 --text-col sentence2), encoded as the tokenizer encodes pairs.")
+    label_col: list[str] | None = _opt(None, "Label column of a table (default: auto-detected); several = one multilabel "
+                                       "target of 0/1 columns (or several values with --task-type regression).")
+    task_type: str = _opt("auto", "What a label is: auto (detected: docs/task-types.md), binary, multiclass, multilabel, "
+                          "regression.")
+    label_sep: str | None = _opt(None, "Separator of the labels in a multilabel column, e.g. '|' or ',' (default: "
+                                 "detected among | , ;).")
     header: str = _opt("auto", "Does the table have a header row: auto, yes, no.")
     delimiter: str | None = _opt(None, "Field separator of a .csv/.tsv/.txt table: a character, or tab, comma, semicolon, "
                                  "pipe (default: detected from the file).")
@@ -99,6 +108,16 @@ class DataConfig:
             raise _bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         if self.delimiter is not None:
             self.delimiter = delimiter_char(self.delimiter)
+        for name in ("text_col", "label_col"):  # one column may be given as a string (YAML, the library)
+            v = getattr(self, name)
+            if isinstance(v, (str, int)):
+                setattr(self, name, [str(v)])
+            elif v is not None:
+                setattr(self, name, [str(c) for c in v] or None)
+        if self.text_col is not None and len(self.text_col) > 2:
+            raise _bad("text_col", f"given {len(self.text_col)} times; one text column, or two for a pair")
+        if self.task_type not in TASK_TYPES:
+            raise _bad("task_type", f"'{self.task_type}' is not one of {', '.join(TASK_TYPES)}")
         for name in ("train_size", "labels_per_class"):
             v = getattr(self, name)
             if v is not None and v < 1:
@@ -151,7 +170,11 @@ class TrainConfig:
     cache_frozen: str = _opt(
         "auto", "Cache the output of the frozen lowest groups once and train only above them: auto (when --freeze > 0 "
         "and --augment none, images), yes, no.")
-    label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss.")
+    label_smoothing: float = _opt(0.1, "Label smoothing of the classification loss (binary, multiclass).")
+    pos_weight: str = _opt("none", "Multilabel: weigh each label's positives by its negatives/positives ratio in training "
+                           "(auto; capped at 100), for rare labels; none = plain BCE.")
+    regression_loss: str = _opt("mse", "Regression loss on the standardised target: mse, or huber (delta 1 standard "
+                                "deviation; less swayed by outliers).")
     augment: str = _opt("auto", "Augmentation preset: auto, none, light, standard (flip, shear, zoom, colour).")
     restore_best: bool = _opt(False, "Keep the epoch with the lowest selection-split loss (default: the last epoch of the schedule).")
     patience: int = _opt(0, "Early stopping patience in epochs on the held-out loss (0 = run all epochs).")
@@ -188,6 +211,10 @@ class TrainConfig:
             raise _bad("label_smoothing", f"{self.label_smoothing} must be in [0, 1)")
         if self.freeze < 0:
             raise _bad("freeze", f"{self.freeze} must be >= 0")
+        if self.pos_weight not in POS_WEIGHTS:
+            raise _bad("pos_weight", f"'{self.pos_weight}' is not one of {', '.join(POS_WEIGHTS)}")
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise _bad("regression_loss", f"'{self.regression_loss}' is not one of {', '.join(REGRESSION_LOSSES)}")
         if self.augment not in AUGMENT_PRESETS:
             raise _bad("augment", f"'{self.augment}' is not one of {', '.join(AUGMENT_PRESETS)}")
         if self.cache_frozen not in CACHE_MODES:

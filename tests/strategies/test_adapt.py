@@ -172,7 +172,7 @@ def test_seeds_keep_the_label_free_best_and_resume_skips_finished_ones(domains: 
     assert (out / "seeds" / "seed-6" / "metrics.json").is_file()
     assert not (out / "seeds" / "seed-6" / "model.safetensors").exists()
     assert run.config["seed"] == rec["kept"] and json.loads((out / "metrics.json").read_text())["seeds"]["kept"] == rec["kept"]
-    assert set(rec["spread"]) >= {"test_accuracy", "selection_accuracy"}
+    assert set(rec["spread"]) >= {"test_score", "selection_score"}
     assert "Seeds" in (out / "report.html").read_text()
     assert run.predict(str(src / "left"))[0]["label"] in ("left", "right")
     # another strategy asked for seeds: kept by selection-split accuracy

@@ -81,7 +81,8 @@ def test_distilled_student_is_an_ordinary_run_with_a_teacher_comparison(teacher:
     rec = student.metrics["distill"]
     assert rec["teacher"]["parameters"] > 4 * rec["student"]["parameters"] and rec["size_ratio"] > 4
     assert rec["teacher"]["file_mb"] > rec["student"]["file_mb"] > 0
-    assert rec["teacher"]["accuracy"] == pytest.approx(headstart.load(teacher_dir).metrics["test"]["accuracy"])
+    assert rec["teacher"]["score"] == pytest.approx(headstart.load(teacher_dir).metrics["test"]["accuracy"])
+    assert rec["teacher"]["score_name"] == "accuracy"
     assert rec["teacher"]["latency_ms"] > 0 and "same data" in rec["teacher_split"]
     assert "Teacher vs student" in (student.path / "report.html").read_text()
     assert student.metrics["fit"]["teacher_logits_cached"] is False
@@ -112,7 +113,7 @@ def test_the_soft_targets_are_the_teachers_logits(teacher: tuple[Path, Path]) ->
     s = get_strategy("distill")(cfg)
     s.prepare(ctx)
     n_train = len(ds.train_idx)
-    assert len(s.items) == n_train + 24 and (s.labels[n_train:] == -1).all()  # unlabeled rows: soft term only
+    assert len(s.items) == n_train + 24 and not s.labeled[n_train:].any() and s.labeled[:n_train].all()  # unlabeled: soft term only
     want = t.head(t.backbone.forward_features(t.backbone.preprocess(train=False)(s.items[:6]))).detach()
     np.testing.assert_allclose(s.soft_targets[:6].numpy(), want.numpy(), atol=1e-4)
     assert ctx.info["unlabeled_examples"] == 24

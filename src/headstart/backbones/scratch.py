@@ -46,15 +46,18 @@ _TOKEN = re.compile(r"[a-z0-9']+")
 
 
 class BowBatcher(Batcher):
-    """list of str -> (token ids, offsets) for ``nn.EmbeddingBag``."""
+    """list of str (or of pairs) -> (token ids, offsets) for ``nn.EmbeddingBag``."""
 
     def __init__(self, buckets: int):
         self.buckets = buckets
 
-    def ids(self, text: str) -> list[int]:
+    def ids(self, text: str | tuple[str, str], side: str = "") -> list[int]:
+        """Hashed words and word bigrams; the second text of a pair hashes its own (``b:`` prefixed) buckets."""
+        if isinstance(text, (tuple, list)):
+            return self.ids(text[0]) + self.ids(text[1], "b:")
         words = _TOKEN.findall(text.lower())
         grams = words + [f"{a} {b}" for a, b in zip(words, words[1:])]
-        return [zlib.crc32(g.encode()) % self.buckets for g in grams] or [0]
+        return [zlib.crc32((side + g).encode()) % self.buckets for g in grams] or [0]
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         ids = [self.ids(t) for t in texts]

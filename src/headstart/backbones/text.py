@@ -23,20 +23,33 @@ from ._base import Backbone, Batcher
 from ._registry import register_backbone, register_rebuild
 
 
+def split_pairs(texts: list[Any]) -> tuple[list[str], list[str] | None]:
+    """A batch of texts as the tokenizer takes it: (texts, None), or (first texts, second texts) for pairs."""
+    if texts and isinstance(texts[0], (tuple, list)):
+        return [t[0] for t in texts], [t[1] for t in texts]
+    return list(texts), None
+
+
 class TextBatcher(Batcher):
-    """Picklable collate: list of str -> tokenizer output padded to the batch's longest."""
+    """Picklable collate: texts (or pairs of texts) -> tokenizer output padded to the batch's longest.
+
+    A pair is encoded the way the model's tokenizer encodes pairs (``[CLS] a [SEP] b [SEP]`` for BERT-style
+    models, with token type ids where the model has them); truncation takes from the longer text first."""
 
     def __init__(self, tokenizer: Any, max_length: int):
         self.tokenizer, self.max_length = tokenizer, max_length
 
-    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+    def _encode(self, texts: list[Any], **kw: Any) -> Any:
+        first, second = split_pairs(texts)
+        return self.tokenizer(first, second, truncation=True, max_length=self.max_length, **kw)
+
+    def __call__(self, texts: list[Any]) -> dict[str, torch.Tensor]:
+        enc = self._encode(texts, padding=True, return_tensors="pt")
         return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def lengths(self, texts: list[str]) -> list[int]:
+    def lengths(self, texts: list[Any]) -> list[int]:
         """Token counts (capped at max_length), for length-sorted batching."""
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
-        return [len(x) for x in ids]
+        return [len(x) for x in self._encode(texts)["input_ids"]]
 
 
 class HFTextBackbone(Backbone):

@@ -22,15 +22,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..targets import get_task_type
 from ._dataset import (
+    AMBIGUOUS_INTEGERS,
     Dataset,
     check_labels_in_train,
-    encode_labels,
+    decide_target,
     make_splits,
-    normalise_table_labels,
     per_class_subset,
     stratified_holdout,
-    task_of,
 )
 from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
 from ._images import TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
@@ -38,7 +38,7 @@ from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["Dataset", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -60,16 +60,22 @@ def _finish(
     train_size: int | None,
     labels_per_class: int | None,
     where: str | None = None,
+    task_type: str = "auto",
+    label_sep: str | None = None,
+    columns: list[str] | None = None,
 ) -> Dataset:
-    """Encode labels and decide splits. Items are ordered pool, given val, given test.
+    """Decide the task, encode labels and decide splits. Items are ordered pool, given val, given test.
 
     ``where`` (the folder or file read) names the data in error messages. ``decided``: what the reader chose
-    (columns, separator, ...: see `Table`); the task is added here.
+    (columns, separator, ...: see `Table`); the task is added here (`decide_target`). ``columns``: the label
+    columns of a table (None: class sub-folders).
     """
     where = where or name
-    if modality == "text":
-        labels = normalise_table_labels(labels, refs, where)
-    classes, y = encode_labels(labels, refs, where)
+    task, classes, y, how = decide_target(labels, refs, where, task_type=task_type, label_sep=label_sep,
+                                          columns=columns, folders=columns is None)
+    if labels_per_class is not None and task == "regression":
+        raise DataError(f"option --labels-per-class: {where} is a regression target, without classes; use --train-size")
+    strata = get_task_type(task).strata(y)
     pool = np.arange(n_pool)
     val = np.arange(n_pool, n_pool + n_val_given) if n_val_given else None
     test = np.arange(n_pool + n_val_given, n_pool + n_val_given + n_test_given) if n_test_given else None
@@ -78,7 +84,7 @@ def _finish(
     if len(pool) == 0:
         raise DataError(f"{where}: no training examples found")
     train_idx, val_idx, test_idx = make_splits(
-        y, pool, test, val,
+        strata, pool, test, val,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
         train_size=train_size, labels_per_class=labels_per_class,
     )
@@ -89,8 +95,7 @@ def _finish(
         items, y = [items[i] for i in used], y[used]
         refs, keys = [refs[i] for i in used], [keys[i] for i in used]
         train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
-    task = task_of(classes)
-    decided = {**decided, "task": {"value": task, "how": f"detected: {len(classes)} classes", "flag": ""}}
+    decided = {**decided, "task": how}
     ds = Dataset(
         modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,
@@ -133,16 +138,17 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
                    where=str(root), **split_kw)
 
 
-def _load_table(path: Path, test: Path | None, text_col: str | None, label_col: str | None, header: str,
-                delimiter: str | None, strict: bool, **split_kw) -> Dataset:
+def _load_table(path: Path, test: Path | None, text_col: str | list[str] | None, label_col: str | list[str] | None,
+                header: str, delimiter: str | None, strict: bool, **split_kw) -> Dataset:
     table = read_table(path, text_col, label_col, header, delimiter, strict)
     texts, labels, refs, skipped = table.texts, table.labels, table.refs, table.skipped
     n_test = 0
     if test is not None:  # its columns are detected on their own: SST-2's dev.tsv names them differently from train.tsv
         t2 = read_table(test, text_col, label_col, header, delimiter, strict)
         texts, labels, refs, skipped, n_test = texts + t2.texts, labels + t2.labels, refs + t2.refs, skipped + t2.skipped, len(t2.texts)
-    return _finish("text", path.stem, texts, labels, refs, list(texts), len(texts) - n_test, 0, n_test, skipped,
-                   table.decided, where=str(path), **split_kw)
+    keys = [t if isinstance(t, str) else "\x1f".join(t) for t in texts]  # a pair: both texts identify it
+    return _finish("text", path.stem, texts, labels, refs, keys, len(texts) - n_test, 0, n_test, skipped,
+                   table.decided, where=str(path), columns=table.label_columns, **split_kw)
 
 
 def demo_table_path() -> Path:
@@ -169,8 +175,10 @@ def load_data(
     source: str | Path,
     *,
     test: str | Path | None = None,
-    text_col: str | None = None,
-    label_col: str | None = None,
+    text_col: str | list[str] | None = None,
+    label_col: str | list[str] | None = None,
+    task_type: str = "auto",
+    label_sep: str | None = None,
     header: str = "auto",
     delimiter: str | None = None,
     strict: bool = False,
@@ -182,6 +190,7 @@ def load_data(
 ) -> Dataset:
     """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices."""
     split_kw = dict(
+        task_type=task_type, label_sep=label_sep,
         seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
         train_size=train_size, labels_per_class=labels_per_class,
     )

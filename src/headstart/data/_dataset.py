@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TASK_TYPES
 from ..errors import DataError
+from ..targets import get_task_type, truthy
+from ..targets.classes import number
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 MIN_PER_CLASS_FOR_VAL = 5  # below this, holding out examples for selection costs more than it tells
@@ -28,9 +31,9 @@ MIN_PER_CLASS_FOR_VAL = 5  # below this, holding out examples for selection cost
 @dataclass
 class Dataset:
     modality: str  # "image" or "text"
-    classes: list[str]
+    classes: list[str]  # class names; label names (multilabel); target names (regression)
     items: list[Any]  # decoded HxWxC uint8 arrays (images) or str (texts)
-    y: np.ndarray  # int64 class ids [N] (binary/multiclass)
+    y: np.ndarray  # int64 class ids [N]; float32 [N, C] 0/1 (multilabel) or [N, T] values (regression)
     refs: list[str]  # where each example came from: a path, or "file:row"
     keys: list[str]  # fingerprint material per example (path+size+mtime, or the text)
     train_idx: np.ndarray
@@ -61,10 +64,18 @@ class Dataset:
     def subset(self, idx: np.ndarray) -> tuple[list[Any], np.ndarray]:
         return [self.items[i] for i in idx], self.y[idx]
 
+    @property
+    def kind(self) -> Any:
+        """The task type (`headstart.targets`): what a label is, and its loss, metrics and splits."""
+        return get_task_type(self.task)
+
+    def strata(self) -> np.ndarray:
+        """An int group per example for stratified splits: the class, the rarest label, the value's quintile."""
+        return self.kind.strata(self.y)
+
     def summary(self) -> dict[str, Any]:
-        def counts(idx: np.ndarray) -> dict[str, int]:
-            c = np.bincount(self.y[idx], minlength=self.num_classes)
-            return {self.classes[i]: int(c[i]) for i in range(self.num_classes)}
+        def counts(idx: np.ndarray) -> dict[str, Any]:
+            return self.kind.counts(self.y, idx, self.classes)
 
         return {
             "name": self.name,
@@ -80,52 +91,91 @@ class Dataset:
         }
 
 
-def task_of(classes: list[str]) -> str:
-    return "binary" if len(classes) == 2 else "multiclass"
+AMBIGUOUS_INTEGERS = 20  # more distinct integers than this: classes or values? `--task-type` decides
 
 
-def _number(s: str) -> float | None:
-    try:
-        f = float(s)
-    except ValueError:
-        return None
-    return f if np.isfinite(f) else None
+def _decided(task: str, how: str) -> dict[str, str]:
+    return {"value": task, "how": how, "flag": "--task-type"}
 
 
-def normalise_table_labels(raw: list[str], refs: list[str], what: str) -> list[str]:
-    """Labels read from a table: ``1`` and ``1.0`` are one class; numbers mixed with words are an error.
+def _several(raw: list[tuple[Any, ...]], refs: list[str], where: str, task_type: str,
+             columns: list[str]) -> tuple[str, list[str], np.ndarray, dict[str, str]]:
+    """Several label columns: one multilabel target of 0/1 columns, or several regression values."""
+    if task_type == "regression":
+        names, y = get_task_type("regression").encode(raw, refs, where, names=columns)
+        return "regression", names, y, _decided("regression", "given")
+    if task_type not in ("auto", "multilabel"):
+        raise DataError(f"{where}: {len(columns)} label columns ({', '.join(columns)}) make one multilabel target of 0/1 "
+                        f"columns, or several regression values, not a {task_type} target: give one --label-col for classes")
+    lists = []
+    for row, ref in zip(raw, refs):
+        on = []
+        for col, cell in zip(columns, row):
+            flag = truthy(cell)
+            if flag is None:
+                raise DataError(f"{ref}: {str(cell)[:40]!r} in label column {col!r} is not 0 or 1; several --label-col make "
+                                "one multilabel target of 0/1 columns (--task-type regression: several numeric targets)")
+            if flag:
+                on.append(col)
+        lists.append(on)
+    names, y = get_task_type("multilabel").encode(lists, refs, where, names=columns)
+    return "multilabel", names, y, _decided("multilabel", "given" if task_type == "multilabel" else "detected: several 0/1 label columns")
 
-    A column where some rows hold numbers and others words is almost always a
-    shifted or wrong column, not a real label set: stop and name one row of each kind.
+
+def _looks_multilabel(cells: list[Any]) -> str | None:
+    """Why a single label column holds sets of labels (JSON lists, or separated labels), else None."""
+    texts = [c for c in cells if isinstance(c, str)]
+    if len(texts) < len(cells) or any(t.startswith("[") and t.endswith("]") for t in texts):
+        return "lists of labels"
+    if any("|" in t for t in texts):
+        return "'|'-separated labels"
+    for sep in (",", ";"):  # a set of labels reuses a few pieces; a class name with a comma in it does not
+        if any(sep in t for t in texts):
+            pieces = {p.strip() for t in texts for p in t.split(sep)}
+            if "" not in pieces and len(pieces) < len(set(texts)):
+                return f"'{sep}'-separated labels"
+    return None
+
+
+def decide_target(raw: list[Any], refs: list[str], where: str, *, task_type: str = "auto", label_sep: str | None = None,
+                  columns: list[str] | None = None, folders: bool = False) -> tuple[str, list[str], np.ndarray, dict[str, str]]:
+    """(task, names, y, how it was decided) for the label cells of a table or the class folders of images.
+
+    ``auto``: several label columns are a multilabel target of 0/1 columns; a column of lists or separated
+    labels (``|``; ``,`` or ``;`` when the pieces repeat across rows) is multilabel; a column of numbers
+    with some non-integer is regression; integers are classes, unless there are more than
+    `AMBIGUOUS_INTEGERS` distinct ones: then ``--task-type`` must say which. Anything else is classes:
+    binary for two, multiclass for more. A given ``task_type`` is used as it is.
     """
-    nums = [_number(v) for v in raw]
-    is_num = [n is not None for n in nums]
-    if any(is_num) and not all(is_num):
-        i, j = is_num.index(True), is_num.index(False)
-        raise DataError(
-            f"{what}: mixed label types: {refs[i]} has the number {raw[i]!r} but {refs[j]} has the word {raw[j]!r}; "
-            "use one kind of label on every row, or choose the right column with --label-col"
-        )
-    if all(is_num):
-        return [str(int(n)) if n.is_integer() else str(n) for n in nums]  # type: ignore[union-attr]
-    return raw
-
-
-def encode_labels(raw: list[str], refs: list[str], what: str) -> tuple[list[str], np.ndarray]:
-    """Map label strings to ids; numbers sort numerically, names alphabetically."""
-    uniq = sorted(set(raw))
-    try:
-        uniq = sorted(uniq, key=lambda s: float(s))
-    except ValueError:
-        pass
-    if len(uniq) < 2:
-        only = uniq[0] if uniq else "none"
-        raise DataError(
-            f"{what}: only one class ({only!r}) found; transfer learning for classification needs at least two "
-            "labeled classes — add examples of another class"
-        )
-    index = {c: i for i, c in enumerate(uniq)}
-    return uniq, np.array([index[v] for v in raw], dtype=np.int64)
+    if task_type not in TASK_TYPES:
+        raise DataError(f"option --task-type: {task_type!r} is not one of {', '.join(TASK_TYPES)}")
+    columns = columns or ["label"]
+    if folders and task_type not in ("auto", "binary", "multiclass"):
+        raise DataError(f"{where}: an image folder gives one class per image (its sub-folder); a {task_type} target "
+                        "needs an image table: a CSV with an image-path column and the label column(s)")
+    if raw and isinstance(raw[0], tuple):
+        return _several(raw, refs, where, task_type, columns)
+    how = "given"
+    if task_type == "auto" and not folders:
+        why = "a given separator" if label_sep else _looks_multilabel(raw)
+        if why:
+            task_type, how = "multilabel", f"detected: {why}"
+        else:
+            nums = [number(str(v)) for v in raw]
+            if raw and all(n is not None for n in nums):
+                if any(not n.is_integer() for n in nums):  # type: ignore[union-attr]
+                    task_type, how = "regression", "detected: non-integer numbers"
+                elif len(set(nums)) > AMBIGUOUS_INTEGERS:
+                    raise DataError(f"{where}: the label column {columns[0]!r} holds {len(set(nums))} distinct integers: "
+                                    "class ids or values? give --task-type multiclass or --task-type regression")
+    if task_type in ("multilabel", "regression"):
+        names, y = get_task_type(task_type).encode(raw, refs, where, sep=label_sep, names=columns if task_type == "regression" else None)
+        return task_type, names, y, _decided(task_type, how)
+    names, y = get_task_type("multiclass").encode(raw, refs, where)
+    if task_type == "binary" and len(names) != 2:
+        raise DataError(f"{where}: --task-type binary needs two classes, found {len(names)} ({', '.join(names[:5])}, ...)")
+    task = task_type if task_type != "auto" else ("binary" if len(names) == 2 else "multiclass")
+    return task, names, y, _decided(task, how if task_type != "auto" else f"detected: {len(names)} classes")
 
 
 def stratified_holdout(y: np.ndarray, idx: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -207,11 +257,11 @@ def make_splits(
 
 def check_labels_in_train(ds: Dataset) -> None:
     """A label that appears only in val/test cannot be learned: say which and where."""
-    seen = set(np.unique(ds.y[ds.train_idx]).tolist()) if len(ds.train_idx) else set()
     for part, idx in (("validation", ds.val_idx), ("test", ds.test_idx)):
-        for i in idx:
-            if int(ds.y[i]) not in seen:
-                raise DataError(
-                    f"{ds.refs[i]}: label {ds.classes[int(ds.y[i])]!r} appears in the {part} data but never in "
-                    "training; add training examples of it or remove it from the evaluation data"
-                )
+        found = ds.kind.unseen(ds.y, ds.train_idx, idx)
+        if found is not None:
+            i, c = found
+            raise DataError(
+                f"{ds.refs[i]}: label {ds.classes[c]!r} appears in the {part} data but never in "
+                "training; add training examples of it or remove it from the evaluation data"
+            )

@@ -20,7 +20,7 @@ import csv
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._progress import warn
 from ..errors import DataError, did_you_mean
@@ -202,27 +202,50 @@ def _blank(v: object) -> bool:
 class Table:
     """A labeled text table as read: the usable rows, the rows skipped and what was decided about the file.
 
-    ``decided`` maps text/label/delimiter/header to ``{"value", "how", "flag"}``: the choice, whether it was
-    given or detected (and from what), and the flag that overrides it. Fits show it in their summary,
-    metrics.json and report.
+    ``texts`` are strings, or (first, second) pairs when two text columns were given; ``labels`` the label
+    cells as read: a string, a list (a JSON/Parquet list), or a tuple of cells when several label columns
+    were given (``label_columns`` names them). ``decided`` maps text/label/delimiter/header to
+    ``{"value", "how", "flag"}``: the choice, whether it was given or detected (and from what), and the flag
+    that overrides it. Fits show it in their summary, metrics.json and report.
     """
 
-    texts: list[str]
-    labels: list[str]
+    texts: list[Any]
+    labels: list[Any]
     refs: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
     decided: dict[str, dict[str, str]] = field(default_factory=dict)
+    label_columns: list[str] = field(default_factory=list)
 
 
-def read_table(path: Path, text_col: str | None = None, label_col: str | None = None, header: str = "auto",
-               delimiter: str | None = None, strict: bool = False) -> Table:
+def as_columns(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """``--text-col``/``--label-col`` as a list: None, one name, or several (the option repeated)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _cell(v: Any) -> Any:
+    """A label cell as read: a list stays a list (JSON Lines, Parquet), anything else a stripped string."""
+    if isinstance(v, (list, tuple)) or (hasattr(v, "tolist") and not isinstance(v, (str, bytes)) and getattr(v, "ndim", 0) == 1):
+        return list(v.tolist() if hasattr(v, "tolist") else v)
+    return str(v).strip()
+
+
+def read_table(path: Path, text_col: str | list[str] | None = None, label_col: str | list[str] | None = None,
+               header: str = "auto", delimiter: str | None = None, strict: bool = False) -> Table:
     """Read a labeled text table; refs are ``file:line`` (the line an editor shows).
 
+    ``text_col``: one column, or two (a pair of texts, e.g. sentence1 and sentence2, encoded as the
+    backbone's tokenizer encodes pairs). ``label_col``: one column, or several (one multilabel target of
+    0/1 columns, or several regression values; see `headstart.targets`).
     A row with a missing label or an empty text is skipped, with one warning naming up to 10 of them (the
     same policy as unreadable images); ``strict`` makes the first one an error. No usable row at all, or a
     class whose every row was skipped, is an error either way.
     """
     _check_file(path)
+    text_cols, label_cols = as_columns(text_col), as_columns(label_col)
+    if len(text_cols) > 2:
+        raise DataError(f"{path}: --text-col given {len(text_cols)} times; give one text column, or two for pairs")
     structured = _is_structured(path)
     sep = None if structured else (delimiter or sniff_delimiter(path))
     if structured:
@@ -231,8 +254,7 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
     elif header == "auto":
         df = _read_raw(path, header=False, delimiter=sep)
         first = {str(v).strip().lower() for v in df.iloc[0].tolist()}
-        named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(
-            c is not None and not c.isdigit() for c in (text_col, label_col))
+        named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(not c.isdigit() for c in text_cols + label_cols)
         if named:
             has_header = True
         else:
@@ -245,14 +267,16 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
         has_header = header == "yes"
         df = _read_raw(path, header=has_header, delimiter=sep)
     _check_rows(df, path)
-    tc = _resolve_col(df, text_col, "--text-col", path)
-    lc = _resolve_col(df, label_col, "--label-col", path)
-    tcol, lcol, how_text, how_label = _guess_columns(df, tc, lc, path)
-    if tcol == lcol:
-        raise DataError(f"{path}: text and label columns are both {tcol!r}; set --text-col and --label-col")
-    table = Table([], [], [], decided={
-        "text": {"value": str(tcol), "how": how_text, "flag": "--text-col"},
-        "label": {"value": str(lcol), "how": how_label, "flag": "--label-col"},
+    tcs = [_resolve_col(df, c, "--text-col", path) for c in text_cols]
+    lcs = [_resolve_col(df, c, "--label-col", path) for c in label_cols]
+    tcol, lcol, how_text, how_label = _guess_columns(df, tcs[0] if tcs else None, lcs[0] if lcs else None, path)
+    tcs, lcs = tcs or [tcol], lcs or [lcol]
+    if set(tcs) & set(lcs):
+        both = sorted(str(c) for c in set(tcs) & set(lcs))
+        raise DataError(f"{path}: text and label columns are both {both[0]!r}; set --text-col and --label-col")
+    table = Table([], [], [], label_columns=[str(c) for c in lcs], decided={
+        "text": {"value": " + ".join(str(c) for c in tcs), "how": how_text, "flag": "--text-col"},
+        "label": {"value": ", ".join(str(c) for c in lcs), "how": how_label, "flag": "--label-col"},
     })
     if sep is not None:
         table.decided["delimiter"] = {"value": DELIMITER_SHOWN.get(sep, sep), "how": "given" if delimiter else "detected",
@@ -261,16 +285,21 @@ def read_table(path: Path, text_col: str | None = None, label_col: str | None = 
                                    "how": "given" if header != "auto" else "detected", "flag": "--header"}
     lost_labels = set()
     lines = df.attrs.get("lines") or [None] * len(df)  # JSON and Parquet rows have no line: named by position
-    for i, (t, lab) in enumerate(zip(df[tcol].tolist(), df[lcol].tolist())):
+    texts = list(zip(*(df[c].tolist() for c in tcs)))
+    labels = list(zip(*(df[c].tolist() for c in lcs)))
+    for i, (ts, labs) in enumerate(zip(texts, labels)):
         ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
-        if _blank(lab):
-            table.skipped.append((ref, f"missing label in column {lcol!r}"))
-        elif _blank(t):
-            table.skipped.append((ref, f"empty text in column {tcol!r}"))
-            lost_labels.add(str(lab).strip())
+        blank_label = next((c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)), None)
+        blank_text = next((c for c, v in zip(tcs, ts) if _blank(v)), None)
+        if blank_label is not None:
+            table.skipped.append((ref, f"missing label in column {blank_label!r}"))
+        elif blank_text is not None:
+            table.skipped.append((ref, f"empty text in column {blank_text!r}"))
+            if len(lcs) == 1 and isinstance(_cell(labs[0]), str):
+                lost_labels.add(_cell(labs[0]))
         else:
-            table.texts.append(str(t))
-            table.labels.append(str(lab).strip())
+            table.texts.append(str(ts[0]) if len(ts) == 1 else tuple(str(t) for t in ts))
+            table.labels.append(_cell(labs[0]) if len(labs) == 1 else tuple(_cell(v) for v in labs))
             table.refs.append(ref)
     if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
@@ -291,7 +320,7 @@ def _rows_policy(table: Table, path: Path, strict: bool, lost_labels: set[str]) 
     if not table.texts:
         raise DataError(f"{path}: no usable row: all {len(bad)} rows have a missing label or an empty text "
                         f"(e.g. {bad[0][0]}: {bad[0][1]})")
-    lost = sorted(lost_labels - set(table.labels))
+    lost = sorted(lost_labels - {v for v in table.labels if isinstance(v, str)})
     if lost:
         rows = [r for r, why in bad if why.startswith("empty")][:3]
         raise DataError(f"{path}: class {lost[0]!r} has no usable row left: its rows have an empty text (e.g. "
@@ -302,21 +331,25 @@ def _rows_policy(table: Table, path: Path, strict: bool, lost_labels: set[str]) 
          "--strict makes them an error")
 
 
-def read_texts(path: Path, text_col: str | None = None) -> tuple[list[str], list[str]]:
+def read_texts(path: Path, text_col: str | list[str] | None = None) -> tuple[list[Any], list[str]]:
     """Unlabeled texts for prediction: (texts, refs). A .txt file is one text per line;
-    a table gives its text column (named, or detected as for `read_table`)."""
+    a table gives its text column (named, or detected as for `read_table`), or the (first, second) pairs
+    of two named columns."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    if path.suffix.lower() in (".txt", ""):
+    cols = as_columns(text_col)
+    if path.suffix.lower() in (".txt", "") and len(cols) < 2:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         kept = [(ln, f"{path}:{i + 1}") for i, ln in enumerate(lines) if ln.strip()]
         return [t for t, _ in kept], [r for _, r in kept]
     _check_file(path)
     df = _check_rows(_read_raw(path, header=True), path)
-    col = _resolve_col(df, text_col, "--text-col", path) or _by_name([str(c) for c in df.columns], TEXT_NAMES)
-    if col is None:
-        col = max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())
-    texts = [str(t) for t in df[col].tolist()]
+    found = [_resolve_col(df, c, "--text-col", path) for c in cols]
+    if not found:
+        col = _by_name([str(c) for c in df.columns], TEXT_NAMES)
+        found = [col if col is not None else max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())]
+    rows = list(zip(*(df[c].tolist() for c in found)))
+    texts = [str(r[0]) if len(r) == 1 else tuple(str(t) for t in r) for r in rows]
     lines = df.attrs.get("lines") or range(1, len(texts) + 1)
     return texts, [f"{path}:{n}" for n in lines]
 

@@ -14,18 +14,20 @@ from ._run import page_head
 
 
 def plot_data_efficiency(df: Any, path: Path) -> Path:
-    """Held-out accuracy vs labeled examples per class (log x), one line per strategy."""
+    """Held-out score (accuracy; micro-F1 multilabel; R² regression) vs labeled examples per class (log x), one
+    line per strategy."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = subplots(figsize=(6.4, 4.2))
+    key = "score" if "score" in df and df["score"].notna().all() else "accuracy"
     for strategy, part in df.groupby("strategy", sort=False):
         part = part.sort_values("labels_per_class")
-        ax.plot(part["labels_per_class"], part["accuracy"], marker="o", label=strategy)
+        ax.plot(part["labels_per_class"], part[key], marker="o", label=strategy)
     ax.set_xscale("log")
     ticks = sorted(df["labels_per_class"].unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("labeled examples per class")
-    ax.set_ylabel("held-out accuracy")
+    ax.set_ylabel(f"held-out {str(df['score_name'].iloc[0]).replace('_', ' ') if key == 'score' else 'accuracy'}")
     ax.set_title("data efficiency: same seed, same held-out split")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -35,7 +37,7 @@ def plot_data_efficiency(df: Any, path: Path) -> Path:
 
 
 def write_compare_report(out_dir: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    columns = ["strategy", "budget", "labels_per_class", "accuracy", "macro_f1", "wall_seconds", "train_seconds",
+    columns = ["strategy", "budget", "labels_per_class", "score", "score_name", "accuracy", "macro_f1", "wall_seconds", "train_seconds",
                "trainable_parameters", "trainable_percent", "samples_per_second"]
     options = ", ".join(f"{k}={v}" for k, v in record.get("options", {}).items()) or "defaults"
     page = f"""{page_head("headstart compare")}

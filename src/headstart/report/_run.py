@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..targets import get_task_type
 from ._mpl import subplots
 
 
@@ -75,7 +76,7 @@ def predicted_section(predicted: dict[str, Any] | None, test: dict[str, Any]) ->
         return ""
     rows = {"rank among candidates": f"{predicted['rank']} of {predicted['of']} (by {predicted['by']})",
             **{f"predicted {k}": v for k, v in predicted.get("scores", {}).items() if v is not None},
-            "obtained held-out accuracy": test.get("accuracy", "n/a"), "ranking": predicted.get("ranking", "")}
+            f"obtained held-out {test.get('score_name', 'accuracy')}": test.get("score", test.get("accuracy", "n/a")), "ranking": predicted.get("ranking", "")}
     return f"<h2>Predicted (headstart rank) vs obtained</h2>{_table(rows)}"
 
 
@@ -88,6 +89,19 @@ def strategy_sections(report: dict[str, Any] | None) -> str:
         note = f"<p>{html.escape(sec['note'])}</p>" if sec.get("note") else ""
         out.append(f"<h2>{html.escape(sec['title'])}</h2><table><tr>{head}</tr>{rows}</table>{note}")
     return "".join(out)
+
+
+def per_name_section(test: dict[str, Any]) -> str:
+    """A multilabel run's figures per label (with its threshold), a multi-target regression's per target."""
+    per = test.get("per_label") or test.get("per_target")
+    if not per:
+        return ""
+    cols = list(next(iter(per.values())))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["", *cols])
+    rows = "".join("<tr>" + f"<th>{html.escape(name)}</th>" + "".join(f"<td>{html.escape(_fmt(v[c]))}</td>" for c in cols)
+                   + "</tr>" for name, v in per.items())
+    what = "label (thresholds chosen on the selection split)" if "per_label" in test else "target"
+    return f"<h2>Held-out result per {what}</h2><table><tr>{head}</tr>{rows}</table>"
 
 
 def decided_rows(decided: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
@@ -113,7 +127,8 @@ def _fmt(v: Any) -> str:
 def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], data_summary: dict[str, Any]) -> Path:
     """report.html: what was fitted, on what, how well, with the plots."""
     test = metrics.get("test", {})
-    headline = {k: test[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_f1", "log_loss", "roc_auc") if k in test}
+    kind = get_task_type(data_summary.get("task") or "multiclass")
+    headline = {k: test[k] for k in ("n", *kind.headline, "log_loss") if k in test}
     setup = {k: config.get(k) for k in ("data", "model", "strategy", "epochs", "lr", "batch_size", "seed", "augment")}
     fit = {k: v for k, v in metrics.get("fit", {}).items() if not isinstance(v, (dict, list))}
     data = {k: v for k, v in data_summary.items() if not isinstance(v, (dict, list))}
@@ -126,6 +141,7 @@ def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any],
 <p>Held-out results are on the reported split only; epochs and hyper-parameters were chosen on a separate
 selection split carved from the training data.</p>
 <h2>Held-out result</h2>{_table(headline)}
+{per_name_section(test)}
 {predicted_section(metrics.get("predicted"), test)}
 {strategy_sections(metrics.get("report"))}
 <h2>Set-up</h2>{_table(setup)}

@@ -48,6 +48,7 @@ from ..errors import ConfigError, DataError, HeadstartError, UntrustedCode
 from ..evaluate import compute_metrics
 from ..features import predict_outputs
 from ..heads import Head
+from ..targets import get_task_type
 from ._folder import check_members
 from ._onnx import EXPORT_DIR, OnnxModel, default_onnx
 
@@ -63,13 +64,14 @@ class Run:
 
     def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone | None,
                  head: Head | None, metrics: dict[str, Any] | None = None, *, modality: str | None = None,
-                 batcher: Any = None, refusal: str | None = None):
+                 batcher: Any = None, refusal: str | None = None, decisions: dict[str, Any] | None = None):
         self.path, self.config, self.classes, self.task = Path(path), config, classes, task
         self._backbone, self._head, self._refusal = backbone, head, refusal
         self.metrics = metrics or {}
         self.modality = backbone.modality if backbone is not None else str(modality)
         self._batcher = batcher
         self._onnx: OnnxModel | None = None
+        self._decisions: dict[str, Any] = decisions or {}
         self.support_rule: dict[str, Any] = {}  # a few-shot run's rule for `predict(support=...)` (model.json)
         self.support_weights: dict[str, Any] = {}
 
@@ -101,8 +103,12 @@ class Run:
         return "torch" if self._backbone is not None else "onnx"
 
     # -- inputs ----------------------------------------------------------------
-    def resolve_inputs(self, inputs: Any, text_col: str | None = None) -> tuple[list[Any], list[str]]:
-        """(examples, where each came from) for files, folders, tables, arrays or strings, as `predict` takes them."""
+    def resolve_inputs(self, inputs: Any, text_col: str | list[str] | None = None) -> tuple[list[Any], list[str]]:
+        """(examples, where each came from) for files, folders, tables, arrays or strings, as `predict` takes them.
+        A run fitted on pairs of texts reads the same two columns of a table unless ``text_col`` names others."""
+        own = self.config.get("text_col")
+        if text_col is None and isinstance(own, list) and len(own) > 1:
+            text_col = own
         return read_inputs(inputs, self.modality, text_col)
 
     # -- use -------------------------------------------------------------------
@@ -121,18 +127,19 @@ class Run:
             return self._onnx.outputs(items, batch_size)
         raise HeadstartError(f"option --engine: {engine!r} is not one of {', '.join(ENGINES)}")
 
+    @property
+    def decisions(self) -> dict[str, Any]:
+        """What turns outputs into answers besides argmax (a multilabel run's per-label thresholds): labels.json."""
+        return self._decisions
+
     def records(self, refs: list[str], probs: np.ndarray, classes: list[str] | None = None) -> list[dict[str, Any]]:
-        """`predict`'s output: one dict per example with its ``input`` name, ``label`` and class ``probabilities``
-        (of this run's classes, or of ``classes``: a support set's)."""
-        classes = classes if classes is not None else self.classes
-        return [
-            {
-                "input": ref,
-                "label": classes[int(p.argmax())],
-                "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p)},
-            }
-            for ref, p in zip(refs, probs)
-        ]
+        """`predict`'s output: one dict per example with its ``input`` name and the task's answer: ``label`` and
+        class ``probabilities`` (of this run's classes, or of ``classes``: a support set's); ``labels`` and label
+        probabilities (multilabel); ``value`` or ``values`` (regression)."""
+        if classes is not None:  # a support set's classes
+            return [{"input": ref, **row} for ref, row in zip(refs, get_task_type("multiclass").records(probs, classes))]
+        rows = get_task_type(self.task).records(probs, self.classes, self.decisions)
+        return [{"input": ref, **row} for ref, row in zip(refs, rows)]
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -148,7 +155,7 @@ class Run:
         items, _ = self.resolve_inputs(inputs)
         return self.outputs(items, batch_size, engine)
 
-    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | None = None,
+    def predict(self, inputs: Any, batch_size: int = 64, text_col: str | list[str] | None = None,
                 engine: str | None = None, support: str | Path | Dataset | None = None) -> list[dict[str, Any]]:
         """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
 
@@ -187,15 +194,46 @@ class Run:
 
     def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
-        ds = data if isinstance(data, Dataset) else load_data(data, **load_kw)
+        ds = data if isinstance(data, Dataset) else self._read_like_fit(data, load_kw)
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
         items, y = self.labeled(ds, idx)
-        return compute_metrics(y, self.outputs(items, 64, engine), self.task, self.classes)
+        return compute_metrics(y, self.outputs(items, 64, engine), self.task, self.classes, self.decisions)
+
+    def _read_like_fit(self, data: str | Path, load_kw: dict[str, Any]) -> Dataset:
+        """Labeled data read as the fit read its own: its task type and label separator, and its text and label
+        columns when the table has them (else detected, e.g. a test file that names its columns differently)."""
+        load_kw = {k: v for k, v in load_kw.items() if v}
+        for key in ("task_type", "label_sep"):
+            if key not in load_kw and self.config.get(key) is not None:
+                load_kw[key] = self.config[key]
+        own = {k: self.config[k] for k in ("text_col", "label_col") if self.config.get(k) and k not in load_kw}
+        if own:
+            try:
+                return load_data(data, **load_kw, **own)
+            except DataError as e:
+                if "is not a column" not in str(e):  # `read_table`'s words for a column the file lacks
+                    raise
+        return load_data(data, **load_kw)
 
     def labeled(self, ds: Dataset, idx: np.ndarray) -> tuple[list[Any], np.ndarray]:
         """Examples ``idx`` of ``ds`` with labels in this run's class order (an unknown class is an error)."""
+        if ds.task != self.task and {ds.task, self.task} != {"binary", "multiclass"}:
+            raise DataError(f"{ds.name}: holds a {ds.task} target but the run predicts a {self.task} one; give "
+                            f"--task-type {self.task} (and the run's label columns) if the data was read wrongly")
+        if self.task == "regression":
+            if ds.y.shape[1] != len(self.classes):
+                raise DataError(f"{ds.name}: {ds.y.shape[1]} target column(s), the run predicts {len(self.classes)} "
+                                f"({', '.join(self.classes)}); give them with --label-col")
+            return [ds.items[i] for i in idx], ds.y[idx]
+        if self.task == "multilabel":  # columns in the run's label order; a label the data lacks is all 0
+            unknown = [c for c in ds.classes if c not in self.classes]
+            if unknown:
+                raise DataError(f"{ds.name}: label {unknown[0]!r} is not one of the run's labels ({', '.join(self.classes)})")
+            y = np.zeros((len(idx), len(self.classes)), dtype=np.float32)
+            y[:, [self.classes.index(c) for c in ds.classes]] = ds.y[idx]
+            return [ds.items[i] for i in idx], y
         mapping = {}
         for i, c in enumerate(ds.classes):
             if c not in self.classes:
@@ -245,7 +283,9 @@ def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes
     if backbone.data_config is not None:  # what predicting through the ONNX export needs, without the network
         model["data_config"] = backbone.data_config
     atomic_write_text(run_dir / "model.json", json.dumps(model, indent=2))
-    atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task}, indent=2))
+    decisions = head.decisions()  # also here: predicting through the ONNX export reads them without torch
+    atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task,
+                                                           **({"decisions": decisions} if decisions else {})}, indent=2))
     backbone.save_assets(run_dir / "backbone")
 
 
@@ -318,7 +358,7 @@ def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
         raise HeadstartError(f"{p}: weights do not match the recorded architecture ({str(e).splitlines()[0]})") from None
     backbone.eval()
     head.eval()
-    run = Run(p, config, labels["classes"], labels["task"], backbone, head, metrics)
+    run = Run(p, config, labels["classes"], labels["task"], backbone, head, metrics, decisions=labels.get("decisions"))
     if isinstance(model.get("support"), dict):
         run.support_rule = model["support"]
         run.support_weights = {k: v for k, v in state.items() if k.startswith("support.")}
@@ -342,7 +382,7 @@ def _without_code(p: Path, model: dict[str, Any], labels: dict[str, Any], config
     info(f"{p}: its network's code is not trusted, so it predicts through its ONNX export ({default_onnx(p).name}), "
          "which runs no code from the run folder")
     return Run(p, config, labels["classes"], labels["task"], None, None, metrics, modality="image", batcher=batcher,
-               refusal=refusal)
+               refusal=refusal, decisions=labels.get("decisions"))
 
 
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:

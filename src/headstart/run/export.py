@@ -100,7 +100,8 @@ def to_onnx(backbone: Any, head: Any, items: list[Any], path: Path) -> list[str]
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(graph, tensors, str(path), dynamo=True, external_data=False, input_names=names,
-                              output_names=["probabilities"], dynamic_shapes=(axes,), verbose=False)
+                              output_names=["probabilities" if head.kind.probabilities else "values"],
+                              dynamic_shapes=(axes,), verbose=False)
         except Exception as e:  # torch.export / onnxscript raise many types; the first line says which operation
             path.unlink(missing_ok=True)
             raise HeadstartError(f"{backbone.spec.get('kind')}:{backbone.spec.get('name', '')}: this network cannot be "
@@ -232,12 +233,30 @@ def _stage(run: Any, name: str, path: Path, items: list[Any], y: np.ndarray, ref
     """Run one exported file on the held-out inputs and compare with PyTorch fp32."""
     t0 = time.perf_counter()
     probs = OnnxModel(path, run.batcher).outputs(items, batch_size)
-    acc = compute_metrics(y, probs, run.task, run.classes)["accuracy"]
-    return {
+    m = compute_metrics(y, probs, run.task, run.classes, run.decisions)
+    acc = m["score"]
+    out = {
         "stage": name, "file": path.name, "bytes": path.stat().st_size, "zipped_bytes": zipped_size(path),
-        "max_abs_diff": float(np.abs(probs - ref).max()), "class_agreement": float((probs.argmax(1) == ref.argmax(1)).mean()),
-        "accuracy": float(acc), "drop_points": round(100.0 * (ref_acc - acc), 3), "seconds": round(time.perf_counter() - t0, 2),
+        "max_abs_diff": float(np.abs(probs - ref).max()), "score": float(acc), "score_name": m["score_name"],
+        "drop_points": round(100.0 * (ref_acc - acc), 3), "seconds": round(time.perf_counter() - t0, 2),
     }
+    if "accuracy" in m:
+        out["accuracy"] = float(m["accuracy"])
+    agree = agreement(run, probs, ref)
+    if agree is not None:
+        out["class_agreement"] = agree
+    return out
+
+
+def agreement(run: Any, probs: np.ndarray, ref: np.ndarray) -> float | None:
+    """How often the exported file answers as PyTorch does: the same class, or the same decision per label
+    (multilabel, at the run's thresholds); None for values (regression: see ``max_abs_diff``)."""
+    if run.task == "regression":
+        return None
+    if run.task == "multilabel":
+        th = np.asarray(run.decisions.get("thresholds") or [0.5] * probs.shape[1])
+        return float(((probs >= th) == (ref >= th)).mean())
+    return float((probs.argmax(1) == ref.argmax(1)).mean())
 
 
 def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, prune: float | None = None,
@@ -253,12 +272,15 @@ def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, p
     _forget_previous(folder)
     t0 = time.perf_counter()
     ref = predict_outputs(run.backbone, run.head, items, batch_size)
-    ref_acc = float(compute_metrics(y, ref, run.task, run.classes)["accuracy"])
+    ref_m = compute_metrics(y, ref, run.task, run.classes, run.decisions)
+    ref_acc = float(ref_m["score"])
     sample = sorted(items[: max(2, min(8, len(items)))], key=lambda x: len(x) if isinstance(x, str) else 0)
     sample = sample if len(sample) > 1 else sample * 2
     record: dict[str, Any] = {
         "format": format, "run": str(run.path), "modality": run.modality, "task": run.task, "classes": run.classes,
-        "checked_on": where, "max_drop_points": max_drop, "pytorch_fp32": {"accuracy": ref_acc}, "stages": [],
+        "checked_on": where, "max_drop_points": max_drop, "stages": [],
+        "pytorch_fp32": {"score": ref_acc, "score_name": ref_m["score_name"],
+                         **({"accuracy": float(ref_m["accuracy"])} if "accuracy" in ref_m else {})},
         "refused": None,
     }
 
@@ -270,9 +292,10 @@ def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, p
             record["refused"] = stage
             _write_record(folder, record)
             raise HeadstartError(
-                f"{stage['stage']}: held-out accuracy {stage['accuracy']:.4f} vs {ref_acc:.4f} in PyTorch "
-                f"({stage['drop_points']:.2f} points lost > --max-drop {max_drop:g}); {final.name} not written "
-                f"(class agreement {stage['class_agreement']:.4f}). Pass --force to keep it anyway, or raise --max-drop")
+                f"{stage['stage']}: held-out {stage['score_name'].replace('_', ' ')} {stage['score']:.4f} vs {ref_acc:.4f} in "
+                f"PyTorch ({stage['drop_points']:.2f} points lost > --max-drop {max_drop:g}); {final.name} not written"
+                + (f" (class agreement {stage['class_agreement']:.4f})" if "class_agreement" in stage else "")
+                + ". Pass --force to keep it anyway, or raise --max-drop")
         tmp.replace(final)
         stage["file"] = final.name
         record["stages"].append(stage)

@@ -150,6 +150,7 @@ def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
     return {
         "strategy": strategy, "budget": "all" if budget is None else budget,
         "labels_per_class": round(n_train / classes, 1), "n_labeled": n_train,
+        "score": test.get("score"), "score_name": test.get("score_name", "accuracy"),
         "accuracy": test.get("accuracy"), "macro_f1": test.get("macro_f1"), "log_loss": test.get("log_loss"),
         "wall_seconds": f.get("wall_seconds"), "train_seconds": f.get("train_seconds"),
         "trainable_parameters": int(trainable), "backbone_parameters": int(backbone),

@@ -4,7 +4,7 @@
 
     load data -> build the backbone -> resolve the configuration (once) -> strategy.prepare(ctx)
       -> engine.train(strategy, ctx) when the strategy trains -> strategy.cleanup(ctx)
-      -> strategy.finish(ctx) -> evaluate -> write the run directory
+      -> the task's decisions on the selection split -> strategy.finish(ctx) -> evaluate -> write the run directory
 
 `fit` (library and CLI), `compare` (one fit per strategy and budget), the
 ``distill`` strategy and `rank`'s fine-tuning proxy all go through `run_pipeline`.
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._dist import global_rank
 from .._io import prepare_output_dir
 from .._progress import info
@@ -33,6 +35,7 @@ from ..config import FitConfig
 from ..data import Dataset, load_data
 from ..errors import ConfigError, HeadstartError, kind_of
 from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
+from ..targets import get_task_type
 from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
 
@@ -162,6 +165,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     if seeds > 1:
         return _run_seeds(cfg, seeds, dataset=dataset, backbone=backbone, record=record, held_out=held_out)
     ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
+    refuse_task(strategy_cls, ds.task)
     model = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=model)
     # In a distributed fit every process runs this pipeline; only global rank 0 touches the run folder.
@@ -188,6 +192,10 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         strategy = strategy_cls(cfg)
         head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
         ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
+        fitted_targets = head.fit_targets(ds.y[ds.train_idx], {"pos_weight": cfg.pos_weight,
+                                                               "regression_loss": cfg.regression_loss})
+        if fitted_targets:
+            ctx.info["targets"] = fitted_targets  # a regression's scaler, multilabel label weights
         try:
             strategy.prepare(ctx)
             if strategy.trains:
@@ -198,6 +206,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
             strategy.cleanup(ctx)
         if not writer:
             return Fitted(out, {}, writer=False)
+        _decide(ctx, strategy)
         outcome = strategy.finish(ctx)
 
     metrics = _evaluate(ctx, strategy, held_out)
@@ -212,6 +221,13 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         metrics["data"][skipped] = [{"where": f, "reason": r} for f, r in ds.skipped]
     _write(ctx, metrics, outcome, record)
     return Fitted(out, metrics)
+
+
+def refuse_task(strategy: type[Strategy], task: str) -> None:
+    """One line when ``strategy`` does not handle a ``task`` target (e.g. few-shot episodes need classes)."""
+    if task not in strategy.tasks:
+        raise ConfigError(f"option --strategy {strategy.name}: a {task} target is not supported (it handles "
+                          f"{', '.join(strategy.tasks)}); use finetune or linear, which handle every task type")
 
 
 def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Backbone | None, record: bool,
@@ -259,7 +275,7 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
         m = f.metrics
         # every fit's scores, then the figures the strategy publishes for comparison (e.g. target accuracy)
         rows.append({"seed": seed, "criterion": m.get("selection_criterion", {}).get("value"),
-                     "selection_accuracy": m.get("val", {}).get("accuracy"), "test_accuracy": m.get("test", {}).get("accuracy"),
+                     "selection_score": m.get("val", {}).get("score"), "test_score": m.get("test", {}).get("score"),
                      **m.get("figures", {})})
     crit = fitted[0].metrics.get("selection_criterion")
     if crit and all(r["criterion"] is not None for r in rows):
@@ -267,8 +283,8 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
         best = min(range(n), key=lambda i: sign * rows[i]["criterion"])
         by = f"{crit['name']} ({crit.get('goal', 'max')}imum, label-free)"
     else:
-        best = max(range(n), key=lambda i: rows[i]["selection_accuracy"] or 0.0)
-        by = "selection-split accuracy"
+        best = max(range(n), key=lambda i: rows[i]["selection_score"] if rows[i]["selection_score"] is not None else -np.inf)
+        by = f"selection-split {fitted[0].metrics.get('val', {}).get('score_name', 'accuracy').replace('_', ' ')}"
     kept = fitted[best].path
     for entry in kept.iterdir():
         target = out / entry.name
@@ -301,6 +317,22 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
     if record:
         write_report(out, kept_cfg, metrics, metrics["data"])
     return Fitted(out, metrics)
+
+
+def _decide(ctx: FitContext, strategy: Strategy) -> None:
+    """What the task chooses after training, on the selection split only (a multilabel head's per-label
+    thresholds), set in the head that is saved. A strategy that trained on the selection split chooses them
+    itself (out of fold); without a selection split the defaults stay (0.5), and the run says so."""
+    ds = ctx.data
+    if not ds.kind.decides:
+        return
+    if strategy.fits_selection_split:
+        ctx.info.setdefault("decisions", "defaults (0.5): the strategy trained on the selection split")
+    elif not len(ds.val_idx):
+        ctx.info["decisions"] = "defaults (0.5): no selection split to choose them on"
+    else:
+        ctx.head.set_decisions(ds.kind.decide(ds.y[ds.val_idx], strategy.outputs(ctx, ds.val_idx)))
+        ctx.info["decisions"] = "chosen on the selection split"
 
 
 def _evaluate(ctx: FitContext, strategy: Strategy, held_out: bool = True) -> dict[str, Any]:
@@ -361,14 +393,16 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     """The closing summary table of a fit (CLI): what every fit reports, then the strategy's own rows."""
     m = run.metrics
     test, fit_info, data = m.get("test", {}), m.get("fit", {}), m.get("data", {})
+    kind = get_task_type(run.task)
+    names = {"multilabel": "labels", "regression": "targets"}.get(run.task, "classes")
     rows = [
         ("run", str(run.path)),
-        ("data", f"{data.get('name')} ({data.get('modality')}, {data.get('task')}, {len(run.classes)} classes)"),
+        ("data", f"{data.get('name')} ({data.get('modality')}, {data.get('task')}, {len(run.classes)} {names})"),
         ("examples train / select / report", f"{data.get('n_train')} / {data.get('n_val')} / {data.get('n_test')}"),
         ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
     ]
     rows.extend(decided_rows(data.get("decided", {})))
-    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+    for k in kind.headline:
         if k in test:
             rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
     if "predicted" in m:
@@ -377,9 +411,11 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
         rows.append(("predicted by `headstart rank`", f"rank {p['rank']} of {p['of']}, {p['by']} {score:.4f}"
                      if score is not None else f"rank {p['rank']} of {p['of']}"))
     if "val" in m:
-        rows.append(("selection-split accuracy", f"{m['val']['accuracy']:.4f}"))
+        name = m["val"].get("score_name", "accuracy")
+        rows.append((f"selection-split {name.replace('_', ' ')}", f"{m['val'].get('score', m['val'].get('accuracy')):.4f}"))
     rows.extend((str(k), str(v)) for k, v in m.get("report", {}).get("summary", []))
-    for k in ("kept_epoch", "epochs_run", "precision", "samples_per_second", "wall_seconds", "skipped_files", "skipped_rows"):
+    for k in ("decisions", "kept_epoch", "epochs_run", "precision", "samples_per_second", "wall_seconds", "skipped_files",
+              "skipped_rows"):
         if k in fit_info:
             rows.append((k.replace("_", " "), str(fit_info[k])))
     if "mfu" in fit_info:

@@ -44,6 +44,9 @@ from .fit import run_pipeline
 from .rank_index import remember
 
 METRICS = ("logme", "hscore", "leep", "nce", "knn", "linear", "proxy")
+# The scores defined for labels that are not one class per example: LogME's evidence is per target column (a
+# value, or a 0/1 label: You et al. 2021 cover regression), and the proxy is a real fit. The others are n/a.
+EVERY_TASK = ("logme", "proxy")
 NEEDS_SOURCE_HEAD = ("leep", "nce")
 GOALS = {"finetune": "proxy", "linear": "logme"}
 METRIC_HELP = {
@@ -53,7 +56,7 @@ METRIC_HELP = {
     "nce": "NCE, needs a source classifier (Tran et al. 2019)",
     "knn": "5-NN cross-validated accuracy",
     "linear": "logistic-regression probe, cross-validated accuracy",
-    "proxy": "accuracy after a short fine-tuning run on a held-out slice",
+    "proxy": "score (accuracy; micro-F1 multilabel; R² regression) after a short fine-tuning run on a held-out slice",
 }
 
 
@@ -107,7 +110,7 @@ def proxy_split(y: np.ndarray, pool: np.ndarray, per_class: int, seed: int) -> t
     """(train, held-out) indices for the fine-tuning proxy: 25% of each class held out, train capped per class."""
     rng = np.random.default_rng(seed + 7919)
     train, held = stratified_holdout(y, pool, 0.25, rng)
-    return per_class_subset(y, train, per_class, rng), held
+    return per_class_subset(y, train, per_class, rng), held  # ``y``: the strata (classes, labels, value bins)
 
 
 def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs: int, per_class: int,
@@ -115,10 +118,11 @@ def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs:
     """A short fit of the real ``finetune`` strategy (the fit pipeline) on part of ``pool``, scored on the rest.
 
     Changes ``backbone`` in place (build a fresh one for anything else).
-    Returns accuracy and log-loss on the held-out slice, and the seconds it took.
+    Returns the task's score (under ``accuracy``: accuracy for classes) and log-loss on the held-out slice, and
+    the seconds it took.
     """
     t0 = time.perf_counter()
-    train_idx, held_idx = proxy_split(ds.y, pool, per_class, seed)
+    train_idx, held_idx = proxy_split(ds.strata(), pool, per_class, seed)
     if len(held_idx) == 0:
         raise HeadstartError("proxy score: every class needs at least 2 training examples")
     sub = dataclasses.replace(ds, train_idx=train_idx, val_idx=np.array([], dtype=int), test_idx=held_idx)
@@ -126,7 +130,7 @@ def proxy_finetune(backbone: Backbone, ds: Dataset, pool: np.ndarray, *, epochs:
         cfg = FitConfig(data=ds.name, strategy="finetune", seed=seed, epochs=epochs, batch_size=batch_size,
                         checkpoint_every=10**9, out=str(Path(tmp) / "run"), cache_dir=tmp)
         m = run_pipeline(cfg, dataset=sub, backbone=backbone, record=False).metrics["test"]
-    return {"accuracy": m["accuracy"], "log_loss": m["log_loss"], "seconds": time.perf_counter() - t0,
+    return {"accuracy": m["score"], "log_loss": m["log_loss"], "seconds": time.perf_counter() - t0,
             "n_train": int(len(train_idx)), "n_held": int(len(held_idx))}
 
 
@@ -149,8 +153,9 @@ def rank(
     goal: str = "finetune",
     seed: int = 0,
     test: str | None = None,
-    text_col: str | None = None,
-    label_col: str | None = None,
+    text_col: str | list[str] | None = None,
+    label_col: str | list[str] | None = None,
+    task_type: str = "auto",
     header: str = "auto",
     test_fraction: float = 0.2,
     proxy_epochs: int = 2,
@@ -169,7 +174,8 @@ def rank(
     ``proxy``, ``"linear"`` -> ``logme``; the first requested metric when that one is
     not requested). ``df.attrs`` holds ``recommended`` (the row label), ``recommended_model`` and
     ``recommended_weights`` (what to pass to `fit`), ``by``, ``path`` and ``seconds``.
-    A metric that cannot apply to a candidate (LEEP/NCE without a source classifier) is NaN.
+    A metric that cannot apply to a candidate (LEEP/NCE without a source classifier) is NaN, and so are the
+    class-based scores of a multilabel or regression target (LogME scores each label or value column).
     ``trust_code``: whether a ``run:`` candidate built by a ``py:`` factory may import it (see `load_run`).
     """
     import pandas as pd
@@ -185,9 +191,11 @@ def rank(
     if len(set(cands)) != len(cands):
         raise ConfigError("option --models: a candidate is listed twice")
     ds = data if isinstance(data, Dataset) else load_data(
-        data, test=test, text_col=text_col, label_col=label_col, header=header, seed=seed, test_fraction=test_fraction)
-    if ds.task not in ("binary", "multiclass"):
-        raise HeadstartError(f"rank: task {ds.task} is not supported yet (binary and multiclass are)")
+        data, test=test, text_col=text_col, label_col=label_col, task_type=task_type, header=header, seed=seed,
+        test_fraction=test_fraction)
+    classes = ds.task in ("binary", "multiclass")
+    if not classes and by not in EVERY_TASK:
+        by = next((m for m in names if m in EVERY_TASK), by)
     pool = np.sort(np.concatenate([ds.train_idx, ds.val_idx]))
     y = ds.y[pool]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -214,17 +222,20 @@ def rank(
         for name in names:
             if name == "proxy":
                 continue
-            if name in NEEDS_SOURCE_HEAD and probs is None:
+            if (name in NEEDS_SOURCE_HEAD and probs is None) or (not classes and name not in EVERY_TASK):
                 row[name] = float("nan")
                 continue
-            row[name] = _FEATURE_SCORES[name](feats, y, probs, seed)
+            row[name] = tr.logme(feats, y, regression=True) if name == "logme" and not classes else \
+                _FEATURE_SCORES[name](feats, y, probs, seed)
         row["score_s"] = round(time.perf_counter() - t1, 2)
         if "proxy" in names:
             p = proxy_finetune(backbone, ds, pool, epochs=proxy_epochs, per_class=proxy_per_class, seed=seed)
             row["proxy"], row["proxy_log_loss"], row["proxy_s"] = p["accuracy"], p["log_loss"], round(p["seconds"], 2)
         row["seconds"] = round(time.perf_counter() - t0, 2)
         rows.append(row)
-    if any(math.isnan(r.get(n, 0.0)) for r in rows for n in NEEDS_SOURCE_HEAD if n in names):
+    if not classes and set(names) - set(EVERY_TASK):
+        warn(f"a {ds.task} target: {', '.join(n for n in names if n not in EVERY_TASK)} score classes and are shown as n/a")
+    elif any(math.isnan(r.get(n, 0.0)) for r in rows for n in NEEDS_SOURCE_HEAD if n in names):
         missing = [r["candidate"] for r in rows if r["source_classes"] == 0]
         warn(f"LEEP/NCE need the source model's classifier; none for: {', '.join(missing)} (shown as n/a)")
     df = pd.DataFrame(rows)

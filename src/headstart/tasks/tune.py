@@ -133,7 +133,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
                               held_out=False)
         trial.set_user_attr("run", str(run_dir))
         if "val" in fitted.metrics:
-            trial.set_user_attr("selection_accuracy", fitted.metrics["val"].get("accuracy"))
+            trial.set_user_attr("selection_score", fitted.metrics["val"].get("score"))
         return selection_loss(fitted.metrics)
 
     t0 = time.perf_counter()
@@ -148,7 +148,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
         "study": name, "storage": _without_password(storage) or f"journal:{folder / JOURNAL}", "strategy": base.strategy,
         "model": base.model, "objective": "selection-split log-loss (lower is better)",
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
-                    "selection_accuracy": t.user_attrs.get("selection_accuracy")} for t in study_.trials],
+                    "selection_score": t.user_attrs.get("selection_score")} for t in study_.trials],
         "best": {"number": best.number, "value": best.value, "params": best.params},
         "seconds": round(time.perf_counter() - t0, 2),
     }

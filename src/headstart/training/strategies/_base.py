@@ -138,6 +138,8 @@ class Strategy:
     # True when the fit learns some classes and is scored on others (few-shot): its reported split holds classes
     # it never trained on, and its metrics are per episode.
     splits_by_class: ClassVar[bool] = False
+    # The task types it handles (`headstart.targets`); the fit refuses the others before any work.
+    tasks: ClassVar[tuple[str, ...]] = ("binary", "multiclass", "multilabel", "regression")
     # Seeds a fit runs when --seeds is not given (the pipeline keeps the best by the strategy's label-free
     # ``selection_criterion`` metric, else by selection-split accuracy).
     default_seeds: ClassVar[int] = 1
@@ -207,15 +209,20 @@ class Strategy:
         logits = ctx.head(ctx.backbone.forward_features(x))
         return {"loss": ctx.head.loss(logits, y), "acc": ctx.head.accuracy(logits, y)}
 
-    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
-        """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once."""
-        from ...evaluate import compute_metrics
+    def outputs(self, ctx: FitContext, idx: np.ndarray) -> np.ndarray:
+        """The fitted model's outputs (probabilities, or values) on examples ``idx``."""
         from ...features import head_outputs, predict_outputs
 
         ds = ctx.data
-        probs = (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
-                 else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
-        return compute_metrics(ds.y[idx], probs, ds.task, ds.classes)
+        return (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
+                else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
+
+    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
+        """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once."""
+        from ...evaluate import compute_metrics
+
+        ds = ctx.data
+        return compute_metrics(ds.y[idx], self.outputs(ctx, idx), ds.task, ds.classes, ctx.head.decisions())
 
     def batcher(self, train: bool, ctx: FitContext) -> Callable[[list[Any]], Any]:
         """Turns a list of examples into a batch (default: the backbone's preprocessing)."""

@@ -120,6 +120,7 @@ def dann_coefficient(progress: float) -> float:
 
 class _Adapt(FineTune):
     """Shared by the four: the target examples, mixed batches, the measurements, the seed criterion."""
+    tasks = ("binary", "multiclass")  # class priors, pseudo-labels and target accuracy
 
     Options = AdaptOptions
     no_frozen_cache = "domain adaptation; the target examples are not cached"
@@ -128,9 +129,6 @@ class _Adapt(FineTune):
 
     def prepare(self, ctx: FitContext) -> None:
         data, cfg = ctx.data, self.cfg
-        if data.task not in ("binary", "multiclass"):
-            raise ConfigError(f"strategy {self.name}: task {data.task} is not supported; domain adaptation here is for "
-                              "binary and multiclass labels")
         self.target = read_unlabeled(Path(self.opts.unlabeled_target).expanduser(), data.modality, cfg.text_col)
         self.evaluation = self._target_eval(ctx) if self.opts.target_eval else None
         self.step, self.total_steps = 0, 1

@@ -73,7 +73,7 @@ def soft_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, 
                         reduction="batchmean") * t * t
     if task in ("binary", "multilabel"):
         return F.binary_cross_entropy_with_logits(student / t, torch.sigmoid(teacher / t)) * t * t
-    return F.mse_loss(student, teacher)  # regression: match the teacher's values
+    return F.mse_loss(student, teacher)  # regression: the teacher's values (standardised as the student's)
 
 
 def teacher_columns(teacher_classes: list[str], classes: list[str], task: str) -> tuple[np.ndarray, float]:
@@ -120,8 +120,15 @@ class Distill(FineTune):
         items, keys = [data.items[i] for i in data.train_idx], [data.keys[i] for i in data.train_idx]
         extra, extra_keys = self._unlabeled()
         t = self._teacher_logits(items + extra, keys + extra_keys, ctx)
-        self.soft_targets = torch.as_tensor(np.asarray(t)[:, cols] * sign, dtype=torch.float32)
-        self.labels = torch.as_tensor(np.concatenate([data.y[data.train_idx], -np.ones(len(extra), dtype=np.int64)]))
+        t = np.asarray(t)[:, cols] * sign
+        if data.task == "regression":  # the teacher's values, in the student's standardised units
+            with torch.no_grad():
+                values = self.teacher.head.outputs(torch.as_tensor(np.asarray(t), dtype=torch.float32))
+                t = ((values - ctx.head.target_mean) / ctx.head.target_std).numpy()
+        self.soft_targets = torch.as_tensor(t, dtype=torch.float32)
+        y = data.y[data.train_idx]
+        self.labels = torch.as_tensor(np.concatenate([y, np.zeros((len(extra), *y.shape[1:]), dtype=y.dtype)]))
+        self.labeled = torch.as_tensor(np.arange(len(self.labels)) < len(y))  # unlabeled rows: the teacher's term only
         self.items = items + extra
         ctx.info.update({"teacher": str(self.teacher.path), "temperature": self.opts.temperature, "alpha": self.opts.alpha,
                          "unlabeled_examples": len(extra)})
@@ -167,9 +174,8 @@ class Distill(FineTune):
         x, rows = batch
         head = ctx.head
         logits = head(self.features(x, ctx))
-        y, teacher = self.labels[rows], self.soft_targets[rows].to(logits.device)
+        y, teacher, has = self.labels[rows], self.soft_targets[rows].to(logits.device), self.labeled[rows]
         soft = soft_loss(logits, teacher, self.opts.temperature, head.task)
-        has = y >= 0
         hard = head.loss(logits[has], y[has].to(logits.device), self.cfg.label_smoothing) if has.any() else soft * 0.0
         a = self.opts.alpha
         return {"loss": a * soft + (1.0 - a) * hard, "logits": logits[has], "y": y[has],
@@ -202,7 +208,8 @@ class Distill(FineTune):
                 probs = predict_outputs(backbone, head, items)
                 if who == "teacher":  # teacher columns in the student's class order
                     probs = probs[:, [teacher.classes.index(c) for c in data.classes]]
-                row["accuracy"] = compute_metrics(y, probs, data.task, data.classes)["accuracy"]
+                m = compute_metrics(y, probs, data.task, data.classes, self._decisions(head, teacher, who, data))
+                row["score"], row["score_name"] = m["score"], m["score_name"]
                 row["latency_ms"] = round(latency_per_example(backbone, head, items[:32]), 3)
             record[who] = row
         t, s = record["teacher"], record["student"]
@@ -212,13 +219,22 @@ class Distill(FineTune):
         same = all(teacher.config.get(k) == getattr(self.cfg, k) for k in ("data", "test", "seed", "test_fraction"))
         record["teacher_split"] = ("same data, seed and held-out split as the student" if same else
                                    "other data or split: the teacher may have trained on the student's held-out examples")
-        rows = [[who, r["model"], r.get("accuracy", "n/a"), f"{r['parameters']:,}", r["file_mb"], r.get("latency_ms", "n/a")]
+        rows = [[who, r["model"], r.get("score", "n/a"), f"{r['parameters']:,}", r["file_mb"], r.get("latency_ms", "n/a")]
                 for who, r in (("teacher", t), ("student", s))]
         note = (f"Student {record['size_ratio']:g}x fewer parameters"
                 + (f", {record['speedup']:g}x faster" if "speedup" in record else "") + f". Teacher: {record['teacher_split']}.")
         section = {"title": "Teacher vs student (held-out split)", "rows": rows, "note": note,
-                   "columns": ["", "model", "accuracy", "parameters", "weights MB", "ms / example (batch 1)"]}
+                   "columns": ["", "model", s.get("score_name", "accuracy").replace("_", " "), "parameters", "weights MB",
+                               "ms / example (batch 1)"]}
         return Outcome(metrics={"distill": record}, sections=[section])
+
+    @staticmethod
+    def _decisions(head: Any, teacher: Any, who: str, data: Any) -> dict[str, Any]:
+        """The thresholds each model decides with (the teacher's, in the student's label order)."""
+        got = head.decisions()
+        if who == "teacher" and "thresholds" in got:
+            got = {"thresholds": [got["thresholds"][teacher.classes.index(c)] for c in data.classes]}
+        return got
 
 
 def latency_per_example(backbone: Any, head: Any, items: list[Any], warmup: int = 3) -> float:

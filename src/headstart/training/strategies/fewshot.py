@@ -139,6 +139,7 @@ class EpisodeBatcher:
 
 class _Episodic(FineTune):
     """What every few-shot method shares: the class split, the episodes, the scoring, the saved head."""
+    tasks = ("binary", "multiclass")  # episodes are drawn by class
 
     no_frozen_cache = "episodes draw different examples at every step"
     splits_by_class = True
@@ -147,8 +148,6 @@ class _Episodic(FineTune):
 
     def prepare(self, ctx: FitContext) -> None:
         ds, o = ctx.data, self.opts
-        if ds.task not in ("binary", "multiclass"):
-            raise ConfigError(f"option --strategy {self.name}: few-shot episodes need class labels, not a {ds.task} target")
         parts = split_classes(ds.classes, o.ways, self.cfg.seed, o.class_split, o.names(o.meta_test_classes),
                               o.names(o.meta_val_classes))
         rows = np.arange(len(ds.items))

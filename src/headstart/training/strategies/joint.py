@@ -78,6 +78,7 @@ def target_weight(lam: float, schedule: str, epoch: int, epochs: int) -> float:
 
 @register_strategy
 class Joint(FineTune):
+    tasks = ("binary", "multiclass")  # the source and target classes share one label space in a batch
     name = "joint"
     summary = "source and target data at once: shared backbone, two heads, L_source + lambda * L_target"
     Options = JointOptions

@@ -1,25 +1,32 @@
 """``linear``: feature extraction. Frozen backbone, cached features, a linear head.
 
 The head is an L2-regularised logistic regression fitted with L-BFGS on
-standardised features (scikit-learn). Its strength C is chosen by stratified
-cross-validation (log-loss) on the training + selection data only, never on
-the reported split. The fitted scaler is folded into the head's weights, so
+standardised features (scikit-learn); one per label for a multilabel target
+(one-vs-rest), and ridge regression for a regression target. Its strength
+(C, or ridge's alpha) is chosen by cross-validation (stratified k-fold on
+log-loss; ridge: efficient leave-one-out) on the training + selection data
+only, never on the reported split. The fitted scaler is folded into the head's weights, so
 the saved model is an ordinary backbone + ``nn.Linear`` and predicts without
 scikit-learn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
+from ... import _progress
 from ..protocol import FitContext
 from ._base import Outcome, Strategy, register_strategy
 
 C_GRID = np.logspace(-4, 2, 13)
+ALPHA_GRID = np.logspace(-2, 5, 15)  # ridge strengths (regression), on standardised features and target
 # L-BFGS stops when the gradient is this small. sklearn's 1e-4 costs ~2.3x the time of 1e-3 on 10-class
 # sign-language digits and chose the same C, on hymenoptera too: the grid steps C by 3.2x, far coarser
 # than what the looser optimum moves (docs/design-notes.md, "Speed").
@@ -39,17 +46,10 @@ class Linear(Strategy):
 
     def prepare(self, ctx: FitContext) -> None:
         import torch
-        from joblib import parallel_config
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-        from sklearn.model_selection import StratifiedKFold
         from sklearn.preprocessing import StandardScaler
-        from threadpoolctl import threadpool_limits
 
         from ...features import extract
 
-        if ctx.data.task not in ("binary", "multiclass"):
-            raise NotImplementedError(f"linear strategy: task {ctx.data.task} is not supported yet")
         feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size),
                               source=self.cfg.data)
         ctx.features = feats
@@ -65,34 +65,103 @@ class Linear(Strategy):
         # inference. Floor the spread at 1e-3 of the median feature's: such a feature carries only noise.
         scaler.scale_ = np.maximum(scaler.scale_, 1e-3 * np.median(scaler.scale_))
         Xs = scaler.transform(X)
+        fit = {"multilabel": self._fit_labels, "regression": self._fit_values}.get(ctx.data.task, self._fit_classes)
+        coef, intercept = fit(Xs, y, ctx)
+        ctx.info["head_fit_seconds"] = round(time.perf_counter() - t0, 3)
+        # Fold the standardisation into the linear layer: w' = w / sigma, b' = b - w' . mu
+        w = coef / scaler.scale_[None, :]
+        b = intercept - w @ scaler.mean_
+        with torch.no_grad():
+            ctx.head.fc.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            ctx.head.fc.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+
+    def _fit_classes(self, X: np.ndarray, y: np.ndarray, ctx: FitContext) -> tuple[np.ndarray, np.ndarray]:
+        """Logistic regression, C by stratified CV on log-loss; (coef [K, D], intercept [K]) on standardised X."""
+        from sklearn.linear_model import LogisticRegression
+
         folds = int(min(self.cfg.cv_folds, np.bincount(y).min()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.8 attribute/l1_ratios transition notices
+        with _quiet_fits():
             if folds >= 2:
-                cv = StratifiedKFold(folds, shuffle=True, random_state=self.cfg.seed)
-                clf = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="neg_log_loss", max_iter=3000, tol=TOL,
-                                           n_jobs=min(folds, os.cpu_count() or 1))
-                # Folds in threads, BLAS single-threaded inside each: L-BFGS on a few thousand rows makes many
-                # small matrix products, which multi-threaded BLAS slows down (measured 2x, docs/design-notes.md);
-                # threads, not processes, because a process pool costs seconds to start.
-                with threadpool_limits(1), parallel_config(backend="threading"):
-                    clf.fit(Xs, y)
-                scores = np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
+                clf, scores = _cv_logistic(X, y, folds, self.cfg.seed)
                 ctx.history.extend({"C": float(c), "cv_log_loss": float(-s)} for c, s in zip(clf.Cs_, scores))
                 best_c = float(np.ravel(clf.C_)[0])
                 ctx.info["cv_log_loss"] = round(float(-scores.max()), 4)  # the chosen C's, mean over folds
             else:  # a class with a single example: no CV possible, use the default strength
                 best_c = 1.0
-                clf = LogisticRegression(C=best_c, max_iter=3000).fit(Xs, y)
-        ctx.info.update({"C": best_c, "cv_folds": folds, "head_fit_seconds": round(time.perf_counter() - t0, 3)})
-        # Fold the standardisation into the linear layer: w' = w / sigma, b' = b - w' . mu
-        w = clf.coef_ / scaler.scale_[None, :]
-        b = clf.intercept_ - w @ scaler.mean_
-        with torch.no_grad():
-            ctx.head.fc.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
-            ctx.head.fc.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+                clf = LogisticRegression(C=best_c, max_iter=3000).fit(X, y)
+        ctx.info.update({"C": best_c, "cv_folds": folds})
+        return clf.coef_, clf.intercept_
+
+    def _fit_labels(self, X: np.ndarray, y: np.ndarray, ctx: FitContext) -> tuple[np.ndarray, np.ndarray]:
+        """One-vs-rest: a logistic regression per label, each with its own C by CV. The per-label thresholds are
+        chosen on out-of-fold probabilities of the same pool (the selection split is part of it)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+        coef, intercept, oof, cs = np.zeros((y.shape[1], X.shape[1])), np.zeros(y.shape[1]), np.zeros(y.shape), []
+        for j in _progress.track(range(y.shape[1]), y.shape[1], "one-vs-rest logistic regressions", min_total=8):
+            t = y[:, j].astype(np.int64)
+            n_pos = int(t.sum())
+            if n_pos == 0 or n_pos == len(t):  # one value in the pool: a constant answer, no fit
+                intercept[j], oof[:, j] = (-9.0, 0.0) if n_pos == 0 else (9.0, 1.0)
+                cs.append(None)
+                continue
+            folds = int(min(self.cfg.cv_folds, n_pos, len(t) - n_pos))
+            with _quiet_fits():
+                if folds >= 2:
+                    clf, _ = _cv_logistic(X, t, folds, self.cfg.seed)
+                    c = float(np.ravel(clf.C_)[0])
+                    cv = StratifiedKFold(folds, shuffle=True, random_state=self.cfg.seed)
+                    oof[:, j] = cross_val_predict(LogisticRegression(C=c, max_iter=3000, tol=TOL), X, t, cv=cv,
+                                                  method="predict_proba")[:, 1]
+                else:
+                    c = 1.0
+                    clf = LogisticRegression(C=c, max_iter=3000).fit(X, t)
+                    oof[:, j] = clf.predict_proba(X)[:, 1]
+            coef[j], intercept[j] = clf.coef_[0], clf.intercept_[0]
+            cs.append(c)
+        ctx.head.set_decisions(ctx.data.kind.decide(y, oof))
+        ctx.info["decisions"] = "chosen on out-of-fold probabilities of train + selection"
+        ctx.info["C_per_label"] = cs
+        return coef, intercept
+
+    def _fit_values(self, X: np.ndarray, y: np.ndarray, ctx: FitContext) -> tuple[np.ndarray, np.ndarray]:
+        """Ridge regression on the head's standardised target, its strength by efficient leave-one-out CV."""
+        from sklearn.linear_model import RidgeCV
+
+        z = (y - ctx.head.target_mean.numpy()) / ctx.head.target_std.numpy()
+        reg = RidgeCV(alphas=ALPHA_GRID).fit(X, z)
+        ctx.info.update({"alpha": float(reg.alpha_), "cv_mse_standardised": round(float(-reg.best_score_), 4)})
+        return np.atleast_2d(reg.coef_), np.atleast_1d(reg.intercept_)
 
     def finish(self, ctx: FitContext) -> Outcome:
-        rows = [(k.replace("_", " "), str(ctx.info[k])) for k in ("C", "cv_log_loss", "features_cached") if k in ctx.info]
-        return Outcome(summary=rows)
+        keys = ("C", "cv_log_loss", "alpha", "cv_mse_standardised", "features_cached")
+        return Outcome(summary=[(k.replace("_", " "), str(ctx.info[k])) for k in keys if k in ctx.info])
+
+
+def _cv_logistic(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[Any, np.ndarray]:
+    """`LogisticRegressionCV` over `C_GRID` on log-loss: (the fitted model, mean CV score per C)."""
+    from joblib import parallel_config
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+    from threadpoolctl import threadpool_limits
+
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    clf = LogisticRegressionCV(Cs=C_GRID, cv=cv, scoring="neg_log_loss", max_iter=3000, tol=TOL,
+                               n_jobs=min(folds, os.cpu_count() or 1))
+    # Folds in threads, BLAS single-threaded inside each: L-BFGS on a few thousand rows makes many
+    # small matrix products, which multi-threaded BLAS slows down (measured 2x, docs/design-notes.md);
+    # threads, not processes, because a process pool costs seconds to start.
+    with threadpool_limits(1), parallel_config(backend="threading"):
+        clf.fit(X, y)
+    return clf, np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
+
+
+@contextlib.contextmanager
+def _quiet_fits() -> Iterator[None]:
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # sklearn 1.8 attribute/l1_ratios transition notices
+        yield
