@@ -262,3 +262,61 @@ def test_distill_teaches_a_regression_in_the_students_units(tmp_path: Path) -> N
     rec = student.metrics["distill"]
     assert rec["student"]["score_name"] == "r2" and rec["teacher"]["score"] == pytest.approx(teacher.metrics["test"]["r2"])
     assert student.metrics["test"]["r2"] > 0.7
+
+
+def test_a_pair_run_predicts_pairs_from_a_table_and_refuses_single_texts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    words = ["cat", "dog", "car", "tree", "sun", "rain"]
+    rows = ["left,right,score"]
+    for i in range(120):
+        a, b = rng.choice(words, 2)
+        same = rng.random() < 0.5
+        rows.append(f"{a} {i},{a if same else b} {i + 1},{(4.5 if same else 0.5) + rng.normal(0, 0.2):.2f}")
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run = headstart.fit(tmp_path / "p.csv", text_col=["left", "right"], label_col="score", model="scratch:bow",
+                        strategy="finetune", epochs=10, out=str(tmp_path / "run"))
+    (tmp_path / "new.csv").write_text("left,right\nsun 1,sun 2\nsun 1,rain 2\n", encoding="utf-8")
+    got = [r["value"] for r in headstart.load(run.path).predict([str(tmp_path / "new.csv")])]
+    assert len(got) == 2 and all(np.isfinite(got))
+    with pytest.raises(DataError, match=r"^run reads pairs of texts \(left \+ right\); give a table with those two columns"):
+        headstart.load(run.path).predict(["sun and rain"])
+
+
+def test_an_image_table_gives_images_any_target(tmp_path: Path) -> None:
+    """A CSV of image paths (relative to it) and label columns: multilabel and regression images."""
+    from tests.conftest import make_image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    lines = ["file,tags,value"]
+    for i in range(90):
+        k = i % 3
+        make_image(k, rng).save(tmp_path / "img" / f"{i}.png")
+        tags = ["left", "right", "top"][k] + ("|round" if i % 2 else "")
+        lines.append(f"img/{i}.png,{tags},{2.0 * k + rng.normal(0, 0.1):.3f}")
+    lines.append("img/gone.png,left,0.5")
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ds = load_data(tmp_path / "t.csv", label_col="tags")
+    assert ds.modality == "image" and ds.task == "multilabel" and ds.classes == ["left", "right", "round", "top"]
+    assert ds.items[0].ndim == 3 and ds.decided["image"]["value"] == "file" and len(ds.items) == 90
+    assert ds.skipped == [(f"{tmp_path / 't.csv'}:92", "image 'img/gone.png' not found (paths are relative to the table's folder)")]
+    run = headstart.fit(tmp_path / "t.csv", label_col="value", model="scratch:cnn@32", strategy="scratch", epochs=15,
+                        out=str(tmp_path / "run"))
+    assert run.task == "regression" and run.metrics["test"]["r2"] > 0.6
+
+
+def _every_type_strategies() -> list[str]:
+    """The strategies that handle label sets and values on one backbone (distill needs a teacher: its own test)."""
+    from headstart.training.strategies import get_strategy, list_strategies
+
+    return [s for s in list_strategies() if {"multilabel", "regression"} <= set(get_strategy(s).tasks) and s != "distill"]
+
+
+@pytest.mark.parametrize("strategy", _every_type_strategies())
+def test_every_strategy_that_can_learns_label_sets_and_values(tmp_path: Path, strategy: str) -> None:
+    table = write_tags(tmp_path / "t.csv", n=150)
+    model = "minilm" if strategy == "lora" else "scratch:bow"  # LoRA adapts linear layers: a transformer has them
+    for label, key, floor in (("tags", "micro_f1", 0.85), ("score", "r2", 0.6)):
+        run = headstart.fit(table, text_col="text", label_col=label, model=model, strategy=strategy, cv_folds=3,
+                            epochs=6 if strategy == "lora" else 12, out=str(tmp_path / label))
+        assert run.metrics["test"][key] > floor, (label, run.metrics["test"])

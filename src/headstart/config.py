@@ -78,7 +78,8 @@ class DataConfig:
     text_col: list[str] | None = _opt(None, "Text column of a table (default: auto-detected); give it twice for a pair of "
                                       "texts (--text-col sentence1 --text-col sentence2), encoded as the tokenizer encodes pairs.")
     label_col: list[str] | None = _opt(None, "Label column of a table (default: auto-detected); several = one multilabel "
-                                       "target of 0/1 columns (or several values with --task-type regression).")
+                                       "target of 0/1 columns (or several values with --task-type regression), or under "
+                                       "--strategy multitask a task each.")
     task_type: str = _opt("auto", "What a label is: auto (detected: docs/task-types.md), binary, multiclass, multilabel, "
                           "regression.")
     label_sep: str | None = _opt(None, "Separator of the labels in a multilabel column, e.g. '|' or ',' (default: "

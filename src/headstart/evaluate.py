@@ -18,3 +18,26 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[s
     ``decisions``' thresholds; regression: MAE, RMSE, R², Spearman, Pearson.
     """
     return get_task_type(task).metrics(y, probs, classes, decisions)
+
+
+def labeled(y: np.ndarray) -> np.ndarray:
+    """bool [N]: the examples that carry a label (missing: -1 class ids, NaN label rows or values)."""
+    return y >= 0 if y.dtype.kind == "i" else ~np.isnan(y.reshape(len(y), -1)).any(axis=1)
+
+
+def multitask_metrics(targets: dict[str, tuple[str, list[str], np.ndarray]], outputs: dict[str, np.ndarray],
+                      decisions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Per task (``targets``: name -> (task type, names, labels with missing ones)) the task's metrics on its
+    labeled examples, with its decisions; ``score`` is the mean of the task scores, ``log_loss`` the mean of
+    the task losses."""
+    per = {}
+    for name, (task, names, y) in targets.items():
+        m = labeled(y)
+        if m.any():
+            per[name] = compute_metrics(y[m], np.asarray(outputs[name])[m], task, names,
+                                        (decisions or {}).get("tasks", {}).get(name))
+    if not per:
+        return {"n": 0, "tasks": {}}
+    return {"n": int(max(v["n"] for v in per.values())), "tasks": per, "task": "multitask",
+            "score": float(np.mean([v["score"] for v in per.values()])), "score_name": "mean task score",
+            "log_loss": float(np.mean([v["log_loss"] for v in per.values()]))}

@@ -17,6 +17,7 @@ cosine-distance prototype classifier (a few-shot run, `headstart.run._support`).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -71,3 +72,45 @@ class Head(nn.Module):
 
 def make_head(task: str, num_features: int, num_classes: int, dropout: float = 0.0) -> Head:
     return Head(task, num_features, num_classes, dropout)
+
+
+class MultiHead(nn.Module):
+    """One `Head` per task on one backbone (`multitask`). ``forward`` gives every task's logits side by side,
+    ``outputs`` every task's outputs side by side (``split`` cuts them apart), so that the paths that run one
+    head (prediction, feature caches, ONNX) run this one unchanged."""
+
+    task = "multitask"
+    normalize = None
+
+    def __init__(self, tasks: dict[str, tuple[str, int]], num_features: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = nn.ModuleDict({name: Head(task, num_features, n, dropout) for name, (task, n) in tasks.items()})
+        self.logit_widths = [h.fc.out_features for h in self.heads.values()]
+        self.output_widths = [2 if h.task == "binary" else h.num_outputs for h in self.heads.values()]
+        self.num_outputs = sum(self.output_widths)
+
+    def logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: h(features) for name, h in self.heads.items()}
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.cat(list(self.logits(features).values()), dim=-1)
+
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(logits, self.logit_widths, dim=-1)
+        return torch.cat([h.outputs(p) for h, p in zip(self.heads.values(), parts)], dim=-1)
+
+    def split(self, outputs: Any) -> dict[str, Any]:
+        """Side-by-side outputs [N, sum of widths] -> {task: its outputs}."""
+        bounds = [0, *itertools.accumulate(self.output_widths)]
+        return {name: outputs[:, a:b] for name, a, b in zip(self.heads, bounds, bounds[1:])}
+
+    def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.tensor(float("nan"))  # per task: see the strategy's logged terms
+
+    def decisions(self) -> dict[str, Any]:
+        got = {name: h.decisions() for name, h in self.heads.items()}
+        return {"tasks": {k: v for k, v in got.items() if v}} if any(got.values()) else {}
+
+    def set_decisions(self, decisions: dict[str, Any]) -> None:
+        for name, d in decisions.get("tasks", {}).items():
+            self.heads[name].set_decisions(d)

@@ -23,6 +23,8 @@ def learns_its_classes(strategy: str) -> str:
     tests do (tests/strategies/test_fewshot.py)."""
     if get_strategy(strategy).splits_by_class:
         pytest.skip("few-shot: trains on some classes, scored on others (test_fewshot.py)")
+    if "binary" not in get_strategy(strategy).tasks:
+        pytest.skip("several targets on one backbone: its own tests (test_multitask.py)")
     return strategy
 
 

@@ -15,12 +15,14 @@ split that chooses epochs and hyper-parameters is always separate from it.
 
 from __future__ import annotations
 
+import dataclasses
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._progress import warn
 from ..errors import DataError
 from ..targets import get_task_type
 from ._dataset import (
@@ -32,13 +34,14 @@ from ._dataset import (
     per_class_subset,
     stratified_holdout,
 )
+from ._targets import Target, check_targets, encode_targets, merge_datasets, strata_of
 from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
-from ._images import TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
+from ._images import IMAGE_EXTENSIONS, TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
 from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -63,6 +66,7 @@ def _finish(
     task_type: str = "auto",
     label_sep: str | None = None,
     columns: list[str] | None = None,
+    separate: bool = False,
 ) -> Dataset:
     """Decide the task, encode labels and decide splits. Items are ordered pool, given val, given test.
 
@@ -71,11 +75,18 @@ def _finish(
     columns of a table (None: class sub-folders).
     """
     where = where or name
-    task, classes, y, how = decide_target(labels, refs, where, task_type=task_type, label_sep=label_sep,
-                                          columns=columns, folders=columns is None)
+    targets = {}
+    if separate:  # every label column a task of its own (`multitask`)
+        targets = encode_targets(labels, refs, where, columns or ["label"], task_type=task_type, label_sep=label_sep)
+        task, classes, strata, how = "multitask", list(targets), strata_of(targets), {
+            "value": ", ".join(f"{t.name}: {t.task}" for t in targets.values()), "how": "per label column", "flag": "--task-type"}
+        y = strata
+    else:
+        task, classes, y, how = decide_target(labels, refs, where, task_type=task_type, label_sep=label_sep,
+                                              columns=columns, folders=columns is None)
+        strata = get_task_type(task).strata(y)
     if labels_per_class is not None and task == "regression":
         raise DataError(f"option --labels-per-class: {where} is a regression target, without classes; use --train-size")
-    strata = get_task_type(task).strata(y)
     pool = np.arange(n_pool)
     val = np.arange(n_pool, n_pool + n_val_given) if n_val_given else None
     test = np.arange(n_pool + n_val_given, n_pool + n_val_given + n_test_given) if n_test_given else None
@@ -94,14 +105,15 @@ def _finish(
         remap[used] = np.arange(len(used))
         items, y = [items[i] for i in used], y[used]
         refs, keys = [refs[i] for i in used], [keys[i] for i in used]
+        targets = {k: dataclasses.replace(t, y=t.y[used]) for k, t in targets.items()}
         train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
     decided = {**decided, "task": how}
     ds = Dataset(
         modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,
-        task=task, skipped=skipped, decided=decided,
+        task=task, skipped=skipped, decided=decided, targets=targets,
     )
-    check_labels_in_train(ds)
+    (check_targets if targets else check_labels_in_train)(ds)
     return ds
 
 
@@ -139,16 +151,56 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
 
 
 def _load_table(path: Path, test: Path | None, text_col: str | list[str] | None, label_col: str | list[str] | None,
-                header: str, delimiter: str | None, strict: bool, **split_kw) -> Dataset:
-    table = read_table(path, text_col, label_col, header, delimiter, strict)
+                header: str, delimiter: str | None, strict: bool, separate: bool = False, **split_kw) -> Dataset:
+    table = read_table(path, text_col, label_col, header, delimiter, strict, partial=separate)
     texts, labels, refs, skipped = table.texts, table.labels, table.refs, table.skipped
     n_test = 0
     if test is not None:  # its columns are detected on their own: SST-2's dev.tsv names them differently from train.tsv
-        t2 = read_table(test, text_col, label_col, header, delimiter, strict)
+        t2 = read_table(test, text_col, label_col, header, delimiter, strict, partial=separate)
         texts, labels, refs, skipped, n_test = texts + t2.texts, labels + t2.labels, refs + t2.refs, skipped + t2.skipped, len(t2.texts)
+    if image_column(texts, path):  # an image table: a column of image paths, relative to the table
+        return _image_table(path, texts, labels, refs, skipped, len(texts) - n_test, table, strict, separate, **split_kw)
     keys = [t if isinstance(t, str) else "\x1f".join(t) for t in texts]  # a pair: both texts identify it
     return _finish("text", path.stem, texts, labels, refs, keys, len(texts) - n_test, 0, n_test, skipped,
-                   table.decided, where=str(path), columns=table.label_columns, **split_kw)
+                   table.decided, where=str(path), columns=table.label_columns, separate=separate, **split_kw)
+
+
+def image_column(cells: list[Any], table: Path) -> bool:
+    """Whether the column read as text names image files: every one of its first 20 cells has an image
+    extension and the first exists (relative to the table's folder)."""
+    head = [c for c in cells[:20] if isinstance(c, str)]
+    if not head or len(head) < min(20, len(cells)) or any(Path(c).suffix.lower() not in IMAGE_EXTENSIONS for c in head):
+        return False
+    first = Path(head[0])
+    return (first if first.is_absolute() else table.parent / first).is_file()
+
+
+def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str], skipped: list[tuple[str, str]],
+                 n_pool: int, table: Any, strict: bool, separate: bool, **split_kw: Any) -> Dataset:
+    """Images named by a table (multilabel and regression images, or any labels): decoded once like a folder's,
+    an unreadable or missing one skipped by the same policy (named by its table row)."""
+    files = [Path(c) if Path(c).is_absolute() else path.parent / c for c in cells]
+    missing = [(r, f"image {c!r} not found (paths are relative to the table's folder)") for r, c, f in zip(refs, cells, files)
+               if not f.is_file()]
+    if missing and strict:
+        raise DataError(f"{missing[0][0]}: {missing[0][1]}")
+    found = [f.is_file() for f in files]
+    arrays, bad = decode_all([f for f, ok in zip(files, found) if ok], strict)
+    decoded = iter(arrays)
+    keep = [next(decoded) if ok else None for ok in found]
+    why = dict(bad)
+    skipped = skipped + missing + [(r, why[str(f)]) for r, f, a, ok in zip(refs, files, keep, found) if ok and a is None]
+    rows = [i for i, a in enumerate(keep) if a is not None]
+    if not rows:
+        raise DataError(f"{path}: none of its {len(cells)} images could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
+    if missing or len(rows) < len(cells):
+        warn(f"skipped {len(cells) - len(rows)} image(s) of {path} that are missing or unreadable: "
+             + ", ".join(f"{r} ({w})" for r, w in skipped[:5]))
+    decided = {**table.decided, "image": {**table.decided.pop("text"), "flag": "--text-col"}}
+    return _finish("image", path.stem, [keep[i] for i in rows], [labels[i] for i in rows], [refs[i] for i in rows],
+                   [file_key(files[i]) for i in rows], sum(1 for i in rows if i < n_pool), 0,
+                   sum(1 for i in rows if i >= n_pool), skipped, decided, where=str(path), columns=table.label_columns,
+                   separate=separate, **split_kw)
 
 
 def demo_table_path() -> Path:
@@ -187,8 +239,19 @@ def load_data(
     test_fraction: float = 0.2,
     train_size: int | None = None,
     labels_per_class: int | None = None,
+    multitask: bool = False,
+    tasks: dict[str, str] | None = None,
 ) -> Dataset:
-    """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices."""
+    """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices.
+
+    Several targets (`multitask`, see `data._targets`): ``multitask=True`` makes every label column of a table a
+    task of its own; ``tasks`` (name -> folder or table) reads several datasets, each split as it would be alone,
+    side by side (``source`` is then not read)."""
+    if tasks:
+        kw = dict(text_col=text_col, label_col=label_col, task_type=task_type, label_sep=label_sep, header=header,
+                  delimiter=delimiter, strict=strict, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                  train_size=train_size, labels_per_class=labels_per_class)
+        return merge_datasets({name: load_data(path, **kw) for name, path in tasks.items()})
     split_kw = dict(
         task_type=task_type, label_sep=label_sep,
         seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
@@ -203,10 +266,13 @@ def load_data(
     test_p = Path(test).expanduser() if test is not None else None
     if not p.exists():
         raise DataError(f"{p}: no such file or folder (built-in data sets: {', '.join(BUILTINS)})")
+    if multitask and (p.is_dir() or p.suffix.lower() not in TABLE_EXTENSIONS):
+        raise DataError(f"{p}: several targets from one source need a table with several label columns; for image "
+                        "folders give one dataset per task (--task NAME=FOLDER)")
     if p.is_dir():
         return _load_images(p, test_p, strict, **split_kw)
     if p.suffix.lower() in TABLE_EXTENSIONS:
-        return _load_table(p, test_p, text_col, label_col, header, delimiter, strict, **split_kw)
+        return _load_table(p, test_p, text_col, label_col, header, delimiter, strict, separate=multitask, **split_kw)
     raise DataError(
         f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
         f"({', '.join(sorted(TABLE_EXTENSIONS))})"

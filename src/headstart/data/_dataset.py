@@ -43,9 +43,11 @@ class Dataset:
     task: str = "multiclass"
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (ref, reason): unreadable files, unusable rows
     decided: dict[str, dict[str, str]] = field(default_factory=dict)  # what the reader chose (see data.Table)
+    # several targets (`multitask`: task "multitask", ``classes`` the task names, ``y`` the split strata)
+    targets: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
+        if self.task not in TASKS and not (self.task == "multitask" and self.targets):
             raise ValueError(f"unknown task {self.task}")
 
     @property
@@ -70,11 +72,14 @@ class Dataset:
         return get_task_type(self.task)
 
     def strata(self) -> np.ndarray:
-        """An int group per example for stratified splits: the class, the rarest label, the value's quintile."""
-        return self.kind.strata(self.y)
+        """An int group per example for stratified splits: the class, the rarest label, the value's quintile
+        (several targets: ``y`` already holds them)."""
+        return self.y if self.targets else self.kind.strata(self.y)
 
     def summary(self) -> dict[str, Any]:
         def counts(idx: np.ndarray) -> dict[str, Any]:
+            if self.targets:
+                return {name: t.summary(idx) for name, t in self.targets.items()}
             return self.kind.counts(self.y, idx, self.classes)
 
         return {

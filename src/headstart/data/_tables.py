@@ -232,7 +232,7 @@ def _cell(v: Any) -> Any:
 
 
 def read_table(path: Path, text_col: str | list[str] | None = None, label_col: str | list[str] | None = None,
-               header: str = "auto", delimiter: str | None = None, strict: bool = False) -> Table:
+               header: str = "auto", delimiter: str | None = None, strict: bool = False, partial: bool = False) -> Table:
     """Read a labeled text table; refs are ``file:line`` (the line an editor shows).
 
     ``text_col``: one column, or two (a pair of texts, e.g. sentence1 and sentence2, encoded as the
@@ -240,7 +240,8 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     0/1 columns, or several regression values; see `headstart.targets`).
     A row with a missing label or an empty text is skipped, with one warning naming up to 10 of them (the
     same policy as unreadable images); ``strict`` makes the first one an error. No usable row at all, or a
-    class whose every row was skipped, is an error either way.
+    class whose every row was skipped, is an error either way. ``partial`` (several targets): a row is skipped
+    only when every label is missing, and a missing one is None in its tuple of cells.
     """
     _check_file(path)
     text_cols, label_cols = as_columns(text_col), as_columns(label_col)
@@ -289,7 +290,8 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     labels = list(zip(*(df[c].tolist() for c in lcs)))
     for i, (ts, labs) in enumerate(zip(texts, labels)):
         ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
-        blank_label = next((c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)), None)
+        blanks = [c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)]
+        blank_label = (blanks[0] if len(blanks) == len(lcs) else None) if partial else next(iter(blanks), None)
         blank_text = next((c for c, v in zip(tcs, ts) if _blank(v)), None)
         if blank_label is not None:
             table.skipped.append((ref, f"missing label in column {blank_label!r}"))
@@ -299,7 +301,10 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
                 lost_labels.add(_cell(labs[0]))
         else:
             table.texts.append(str(ts[0]) if len(ts) == 1 else tuple(str(t) for t in ts))
-            table.labels.append(_cell(labs[0]) if len(labs) == 1 else tuple(_cell(v) for v in labs))
+            if partial:
+                table.labels.append(tuple(None if c in blanks else _cell(v) for c, v in zip(lcs, labs)))
+            else:
+                table.labels.append(_cell(labs[0]) if len(labs) == 1 else tuple(_cell(v) for v in labs))
             table.refs.append(ref)
     if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "

@@ -104,6 +104,16 @@ def per_name_section(test: dict[str, Any]) -> str:
     return f"<h2>Held-out result per {what}</h2><table><tr>{head}</tr>{rows}</table>"
 
 
+def per_task_section(test: dict[str, Any]) -> str:
+    """Several targets: each task's held-out metrics, the task's own headline figures."""
+    out = []
+    for name, m in test.get("tasks", {}).items():
+        keys = ("n", *get_task_type(m["task"]).headline, "log_loss")
+        out.append(f"<h3>Task {html.escape(name)} ({html.escape(m['task'])})</h3>{_table({k: m[k] for k in keys if k in m})}"
+                   + per_name_section(m))
+    return "<h2>Held-out result per task</h2>" + "".join(out) if out else ""
+
+
 def decided_rows(decided: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
     """What the reader chose about the data (columns, separator, header, task), how, and the flag to change it."""
     rows = []
@@ -127,8 +137,9 @@ def _fmt(v: Any) -> str:
 def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any], data_summary: dict[str, Any]) -> Path:
     """report.html: what was fitted, on what, how well, with the plots."""
     test = metrics.get("test", {})
-    kind = get_task_type(data_summary.get("task") or "multiclass")
-    headline = {k: test[k] for k in ("n", *kind.headline, "log_loss") if k in test}
+    task = data_summary.get("task") or "multiclass"
+    keys = ("n", "score", "log_loss") if task == "multitask" else ("n", *get_task_type(task).headline, "log_loss")
+    headline = {k: test[k] for k in keys if k in test}
     setup = {k: config.get(k) for k in ("data", "model", "strategy", "epochs", "lr", "batch_size", "seed", "augment")}
     fit = {k: v for k, v in metrics.get("fit", {}).items() if not isinstance(v, (dict, list))}
     data = {k: v for k, v in data_summary.items() if not isinstance(v, (dict, list))}
@@ -142,6 +153,7 @@ def write_report(run_dir: Path, config: dict[str, Any], metrics: dict[str, Any],
 selection split carved from the training data.</p>
 <h2>Held-out result</h2>{_table(headline)}
 {per_name_section(test)}
+{per_task_section(test)}
 {predicted_section(metrics.get("predicted"), test)}
 {strategy_sections(metrics.get("report"))}
 <h2>Set-up</h2>{_table(setup)}

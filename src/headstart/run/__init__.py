@@ -45,9 +45,9 @@ from ..backbones import Backbone, ImageBatcher, rebuild_backbone, register_backb
 from ..config import DataConfig
 from ..data import Dataset, load_data, read_inputs
 from ..errors import ConfigError, DataError, HeadstartError, UntrustedCode
-from ..evaluate import compute_metrics
+from ..evaluate import compute_metrics, multitask_metrics
 from ..features import predict_outputs
-from ..heads import Head
+from ..heads import Head, MultiHead
 from ..targets import get_task_type
 from ._folder import check_members
 from ._onnx import EXPORT_DIR, OnnxModel, default_onnx
@@ -64,7 +64,8 @@ class Run:
 
     def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone | None,
                  head: Head | None, metrics: dict[str, Any] | None = None, *, modality: str | None = None,
-                 batcher: Any = None, refusal: str | None = None, decisions: dict[str, Any] | None = None):
+                 batcher: Any = None, refusal: str | None = None, decisions: dict[str, Any] | None = None,
+                 tasks: dict[str, dict[str, Any]] | None = None):
         self.path, self.config, self.classes, self.task = Path(path), config, classes, task
         self._backbone, self._head, self._refusal = backbone, head, refusal
         self.metrics = metrics or {}
@@ -72,6 +73,7 @@ class Run:
         self._batcher = batcher
         self._onnx: OnnxModel | None = None
         self._decisions: dict[str, Any] = decisions or {}
+        self.tasks: dict[str, dict[str, Any]] = tasks or {}  # a multitask run's tasks: name -> {task, classes}
         self.support_rule: dict[str, Any] = {}  # a few-shot run's rule for `predict(support=...)` (model.json)
         self.support_weights: dict[str, Any] = {}
 
@@ -107,9 +109,14 @@ class Run:
         """(examples, where each came from) for files, folders, tables, arrays or strings, as `predict` takes them.
         A run fitted on pairs of texts reads the same two columns of a table unless ``text_col`` names others."""
         own = self.config.get("text_col")
-        if text_col is None and isinstance(own, list) and len(own) > 1:
+        pairs = isinstance(own, list) and len(own) > 1
+        if text_col is None and pairs:
             text_col = own
-        return read_inputs(inputs, self.modality, text_col)
+        items, refs = read_inputs(inputs, self.modality, text_col)
+        if pairs and any(isinstance(x, str) for x in items):
+            raise DataError(f"{self.path.name} reads pairs of texts ({' + '.join(own)}); give a table with those two "
+                            "columns (or --text-col twice), not single texts")
+        return items, refs
 
     # -- use -------------------------------------------------------------------
     def outputs(self, items: list[Any], batch_size: int = 64, engine: str | None = None) -> np.ndarray:
@@ -138,8 +145,18 @@ class Run:
         probabilities (multilabel); ``value`` or ``values`` (regression)."""
         if classes is not None:  # a support set's classes
             return [{"input": ref, **row} for ref, row in zip(refs, get_task_type("multiclass").records(probs, classes))]
+        if self.tasks:  # every task's answer, by task name
+            per = {n: get_task_type(t["task"]).records(part, t["classes"], self.decisions.get("tasks", {}).get(n))
+                   for (n, t), part in zip(self.tasks.items(), self.split_outputs(probs).values())}
+            return [{"input": ref, "tasks": {n: per[n][i] for n in per}} for i, ref in enumerate(refs)]
         rows = get_task_type(self.task).records(probs, self.classes, self.decisions)
         return [{"input": ref, **row} for ref, row in zip(refs, rows)]
+
+    def split_outputs(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """A multitask run's side-by-side outputs, cut per task (binary tasks give two columns)."""
+        widths = [2 if t["task"] == "binary" else len(t["classes"]) for t in self.tasks.values()]
+        bounds = np.concatenate([[0], np.cumsum(widths)])
+        return {n: outputs[:, a:b] for n, a, b in zip(self.tasks, bounds, bounds[1:])}
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -198,13 +215,49 @@ class Run:
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
-        items, y = self.labeled(ds, idx)
-        return compute_metrics(y, self.outputs(items, 64, engine), self.task, self.classes, self.decisions)
+        return self.score_outputs(self.truth(ds, idx), self.outputs([ds.items[i] for i in idx], 64, engine))
+
+    def truth(self, ds: Dataset, idx: np.ndarray) -> Any:
+        """The labels of examples ``idx`` in this run's order: an array, or per task (name -> (task, names, y))
+        for a multitask run, missing labels kept as missing."""
+        if not self.tasks:
+            return self.labeled(ds, idx)[1]
+        missing = [n for n in self.tasks if n not in ds.targets]
+        if missing:
+            raise DataError(f"{ds.name}: no labels of task {missing[0]!r}; the run's tasks are {', '.join(self.tasks)}")
+        out = {}
+        for n, t in self.tasks.items():
+            mine = ds.targets[n]
+            if mine.task != t["task"] or (t["task"] != "regression" and not set(mine.classes) <= set(t["classes"])):
+                raise DataError(f"{ds.name}: task {n!r} holds {mine.task} labels ({', '.join(mine.classes[:5])}) that the "
+                                f"run's {t['task']} head does not predict")
+            y = mine.y[idx]
+            if t["task"] in ("binary", "multiclass"):
+                order = np.array([t["classes"].index(c) for c in mine.classes])
+                y = np.where(y >= 0, order[np.maximum(y, 0)], -1)
+            elif t["task"] == "multilabel":
+                full = np.zeros((len(idx), len(t["classes"])), dtype=np.float32)  # a label the data lacks: 0
+                full[:, [t["classes"].index(c) for c in mine.classes]] = np.nan_to_num(y)
+                full[np.isnan(y).any(1)] = np.nan  # rows without this task's label stay missing
+                y = full
+            out[n] = (t["task"], t["classes"], y)
+        return out
+
+    def score_outputs(self, truth: Any, outputs: np.ndarray) -> dict[str, Any]:
+        """Metrics of ``outputs`` against `truth`, with this run's decisions (thresholds)."""
+        if self.tasks:
+            return multitask_metrics(truth, self.split_outputs(outputs), self.decisions)
+        return compute_metrics(truth, outputs, self.task, self.classes, self.decisions)
 
     def _read_like_fit(self, data: str | Path, load_kw: dict[str, Any]) -> Dataset:
         """Labeled data read as the fit read its own: its task type and label separator, and its text and label
-        columns when the table has them (else detected, e.g. a test file that names its columns differently)."""
+        columns when the table has them (else detected, e.g. a test file that names its columns differently).
+        A multitask run reads every task's label column."""
         load_kw = {k: v for k, v in load_kw.items() if v}
+        if self.tasks:
+            load_kw.setdefault("text_col", self.config.get("text_col"))
+            load_kw.setdefault("label_col", list(self.tasks))
+            return load_data(data, **load_kw, multitask=True)
         for key in ("task_type", "label_sep"):
             if key not in load_kw and self.config.get(key) is not None:
                 load_kw[key] = self.config[key]
@@ -255,8 +308,13 @@ class Run:
         if not c.get("data"):
             raise HeadstartError(f"{self.path}/config.yaml: does not name the run's data; pass --data with labeled data")
         keys = [f.name for f in dataclasses.fields(DataConfig) if f.name != "data"]  # what `load_data` takes
+        several = {}
+        if self.tasks:  # a multitask run: its datasets (the strategy's --task), or its table's label columns
+            given = (c.get("options") or {}).get("task") or []
+            datasets = dict(str(t).split("=", 1) for t in ([given] if isinstance(given, str) else given))
+            several = {"tasks": datasets} if datasets else {"multitask": True}
         try:
-            return load_data(c["data"], **{k: c[k] for k in keys if k in c})
+            return load_data(c["data"], **{k: c[k] for k in keys if k in c}, **several)
         except DataError as e:
             raise DataError(f"the run's data cannot be read again ({e}); pass --data with labeled data") from None
 
@@ -284,7 +342,8 @@ def save_model(run_dir: Path, backbone: Backbone, head: Head, task: str, classes
         model["data_config"] = backbone.data_config
     atomic_write_text(run_dir / "model.json", json.dumps(model, indent=2))
     decisions = head.decisions()  # also here: predicting through the ONNX export reads them without torch
-    atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task,
+    tasks = {t["name"]: {"task": t["task"], "classes": t["classes"]} for t in (record or {}).get("tasks", [])}
+    atomic_write_text(run_dir / "labels.json", json.dumps({"classes": classes, "task": task, **({"tasks": tasks} if tasks else {}),
                                                            **({"decisions": decisions} if decisions else {})}, indent=2))
     backbone.save_assets(run_dir / "backbone")
 
@@ -339,8 +398,13 @@ def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
             return _without_code(p, model, labels, config, metrics)
         try:
             backbone = rebuild_backbone(spec, p / "backbone")
-            head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]), float(model.get("dropout", 0.0)),
-                        normalize=float(model["normalize"]) if model.get("normalize") is not None else None)
+            if model["task"] == "multitask":  # a head per task (model.json "tasks")
+                head = MultiHead({t["name"]: (t["task"], len(t["classes"])) for t in model["tasks"]},
+                                 int(model["num_features"]), float(model.get("dropout", 0.0)))
+            else:
+                head = Head(model["task"], int(model["num_features"]), int(model["num_outputs"]),
+                            float(model.get("dropout", 0.0)),
+                            normalize=float(model["normalize"]) if model.get("normalize") is not None else None)
         except (KeyError, TypeError, ValueError) as e:
             raise HeadstartError(f"{p / 'model.json'}: the recorded architecture is damaged ({e!r}); fit the run again") from None
         except ConfigError as e:  # e.g. a family this installation lacks, or a backbone that points at another run
@@ -358,7 +422,8 @@ def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
         raise HeadstartError(f"{p}: weights do not match the recorded architecture ({str(e).splitlines()[0]})") from None
     backbone.eval()
     head.eval()
-    run = Run(p, config, labels["classes"], labels["task"], backbone, head, metrics, decisions=labels.get("decisions"))
+    run = Run(p, config, labels["classes"], labels["task"], backbone, head, metrics, decisions=labels.get("decisions"),
+              tasks=labels.get("tasks"))
     if isinstance(model.get("support"), dict):
         run.support_rule = model["support"]
         run.support_weights = {k: v for k, v in state.items() if k.startswith("support.")}
@@ -382,7 +447,7 @@ def _without_code(p: Path, model: dict[str, Any], labels: dict[str, Any], config
     info(f"{p}: its network's code is not trusted, so it predicts through its ONNX export ({default_onnx(p).name}), "
          "which runs no code from the run folder")
     return Run(p, config, labels["classes"], labels["task"], None, None, metrics, modality="image", batcher=batcher,
-               refusal=refusal, decisions=labels.get("decisions"))
+               refusal=refusal, decisions=labels.get("decisions"), tasks=labels.get("tasks"))
 
 
 def _read_record(path: Path, required: tuple[str, ...]) -> dict[str, Any]:

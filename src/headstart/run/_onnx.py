@@ -43,7 +43,9 @@ class OnnxModel:
         return {self.inputs[0]: np.ascontiguousarray(batch.numpy())}
 
     def run_batch(self, batch: Any) -> np.ndarray:
-        return self.session.run(None, self.feed(batch))[0]
+        """The graph's outputs side by side (a multitask graph has one output per task)."""
+        outs = self.session.run(None, self.feed(batch))
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
 
     def outputs(self, items: list[Any], batch_size: int = 64) -> np.ndarray:
         """Probabilities [N, C] in the order of ``items`` (same batching as PyTorch prediction)."""

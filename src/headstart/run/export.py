@@ -54,7 +54,6 @@ from torch import nn
 
 from .._io import atomic_write_text
 from ..errors import ConfigError, DataError, HeadstartError
-from ..evaluate import compute_metrics
 from ..features import predict_outputs
 from ._onnx import EXPORT_DIR, OnnxModel
 
@@ -72,7 +71,8 @@ class _Graph(nn.Module):
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
         batch = dict(zip(self.keys, tensors)) if self.keys else tensors[0]
-        return self.head.outputs(self.head(self.backbone.forward_features(batch)))
+        out = self.head.outputs(self.head(self.backbone.forward_features(batch)))
+        return tuple(self.head.split(out).values()) if hasattr(self.head, "heads") else out  # one output per task
 
 
 def example_batch(backbone: Any, items: list[Any]) -> tuple[list[str], tuple[torch.Tensor, ...], tuple[dict[int, str], ...]]:
@@ -85,6 +85,13 @@ def example_batch(backbone: Any, items: list[Any]) -> tuple[list[str], tuple[tor
                      for k, t in zip(names, tensors))
         return names, tensors, axes
     return ["pixels"], (batch.contiguous(),), ({0: "batch"},)
+
+
+def output_names(head: Any) -> list[str]:
+    """The graph's outputs: ``probabilities`` (or ``values`` for a regression), or one per task, by task name."""
+    if hasattr(head, "heads"):
+        return list(head.heads)
+    return ["probabilities" if head.kind.probabilities else "values"]
 
 
 def to_onnx(backbone: Any, head: Any, items: list[Any], path: Path) -> list[str]:
@@ -100,7 +107,7 @@ def to_onnx(backbone: Any, head: Any, items: list[Any], path: Path) -> list[str]
         warnings.simplefilter("ignore")
         try:
             torch.onnx.export(graph, tensors, str(path), dynamo=True, external_data=False, input_names=names,
-                              output_names=["probabilities" if head.kind.probabilities else "values"],
+                              output_names=output_names(head),
                               dynamic_shapes=(axes,), verbose=False)
         except Exception as e:  # torch.export / onnxscript raise many types; the first line says which operation
             path.unlink(missing_ok=True)
@@ -211,20 +218,18 @@ def _check_options(format: str, quantize: str | None, prune: float | None, max_d
         raise ConfigError(f"option --calibration: {calibration} must be at least 1")
 
 
-def check_inputs(run: Any, data: str | Path | None) -> tuple[list[Any], np.ndarray, list[Any], str]:
-    """(held-out items, their labels in the run's class order, calibration items, what they are)."""
+def check_inputs(run: Any, data: str | Path | None) -> tuple[list[Any], Any, list[Any], str]:
+    """(held-out items, their labels in the run's order (`Run.truth`), calibration items, what they are)."""
     if data is None:
         ds = run.reload_data()
-        items, y = run.labeled(ds, ds.test_idx)
+        items, y = [ds.items[i] for i in ds.test_idx], run.truth(ds, ds.test_idx)
         rng = np.random.default_rng(0)
         calib = [ds.items[i] for i in rng.permutation(ds.train_idx)]
         what = f"test data {run.config['test']}" if run.config.get("test") else f"held-out split of {run.config.get('data')}"
         return items, y, calib, f"the run's {what} (n={len(items)})"
-    from ..data import load_data
-
-    ds = load_data(data)
+    ds = run._read_like_fit(data, {})
     idx = np.arange(len(ds.items))
-    items, y = run.labeled(ds, idx)
+    items, y = [ds.items[i] for i in idx], run.truth(ds, idx)
     return items, y, list(items), f"all of {data} (n={len(items)}; also used to calibrate int8)"
 
 
@@ -233,7 +238,7 @@ def _stage(run: Any, name: str, path: Path, items: list[Any], y: np.ndarray, ref
     """Run one exported file on the held-out inputs and compare with PyTorch fp32."""
     t0 = time.perf_counter()
     probs = OnnxModel(path, run.batcher).outputs(items, batch_size)
-    m = compute_metrics(y, probs, run.task, run.classes, run.decisions)
+    m = run.score_outputs(y, probs)
     acc = m["score"]
     out = {
         "stage": name, "file": path.name, "bytes": path.stat().st_size, "zipped_bytes": zipped_size(path),
@@ -251,10 +256,19 @@ def _stage(run: Any, name: str, path: Path, items: list[Any], y: np.ndarray, ref
 def agreement(run: Any, probs: np.ndarray, ref: np.ndarray) -> float | None:
     """How often the exported file answers as PyTorch does: the same class, or the same decision per label
     (multilabel, at the run's thresholds); None for values (regression: see ``max_abs_diff``)."""
-    if run.task == "regression":
+    if run.tasks:  # several: the mean over the tasks that decide something
+        parts = [agreement_of(t["task"], run.decisions.get("tasks", {}).get(n, {}), p, r)
+                 for (n, t), p, r in zip(run.tasks.items(), run.split_outputs(probs).values(), run.split_outputs(ref).values())]
+        parts = [a for a in parts if a is not None]
+        return float(np.mean(parts)) if parts else None
+    return agreement_of(run.task, run.decisions, probs, ref)
+
+
+def agreement_of(task: str, decisions: dict[str, Any], probs: np.ndarray, ref: np.ndarray) -> float | None:
+    if task == "regression":
         return None
-    if run.task == "multilabel":
-        th = np.asarray(run.decisions.get("thresholds") or [0.5] * probs.shape[1])
+    if task == "multilabel":
+        th = np.asarray(decisions.get("thresholds") or [0.5] * probs.shape[1])
         return float(((probs >= th) == (ref >= th)).mean())
     return float((probs.argmax(1) == ref.argmax(1)).mean())
 
@@ -272,7 +286,7 @@ def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, p
     _forget_previous(folder)
     t0 = time.perf_counter()
     ref = predict_outputs(run.backbone, run.head, items, batch_size)
-    ref_m = compute_metrics(y, ref, run.task, run.classes, run.decisions)
+    ref_m = run.score_outputs(y, ref)
     ref_acc = float(ref_m["score"])
     sample = sorted(items[: max(2, min(8, len(items)))], key=lambda x: len(x) if isinstance(x, str) else 0)
     sample = sample if len(sample) > 1 else sample * 2

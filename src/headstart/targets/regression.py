@@ -111,7 +111,7 @@ class Regression(TaskType):
         y, outputs = y.reshape(len(y), -1), outputs.reshape(len(outputs), -1)
 
         def one(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
-            varies = len(t) > 1 and t.std() > 0 and p.std() > 0
+            varies = len(t) > 1 and np.ptp(t) > 0 and np.ptp(p) > 0  # a constant side has no correlation
             return {"mae": float(skm.mean_absolute_error(t, p)), "rmse": float(np.sqrt(skm.mean_squared_error(t, p))),
                     "r2": float(skm.r2_score(t, p)) if len(t) > 1 else float("nan"),
                     "spearman": float(stats.spearmanr(t, p).statistic) if varies else float("nan"),

@@ -32,7 +32,7 @@ from .._progress import info
 from .._trust import at_least, trusting
 from ..backbones import build_backbone, preflight
 from ..config import FitConfig
-from ..data import Dataset, load_data
+from ..data import Dataset
 from ..errors import ConfigError, HeadstartError, kind_of
 from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
 from ..targets import get_task_type
@@ -60,6 +60,9 @@ def as_config(data: Any, config: FitConfig | str | Path | dict | None, overrides
     base.update(overrides)  # a strategy option among them (lora_r=4) goes into options in `from_dict`
     if data is not None:
         base["data"] = str(data)
+    tasks = base.get("task") or (base.get("options") or {}).get("task")  # multitask's datasets stand for the data
+    if not base.get("data") and tasks:
+        base["data"] = "+".join(str(t).partition("=")[0] for t in ([tasks] if isinstance(tasks, str) else tasks))
     if not base.get("data"):
         raise ConfigError("no data given: pass a folder, a table file or a built-in name (digits, demo-text)")
     return FitConfig.from_dict(base)
@@ -164,7 +167,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     seeds = cfg.seeds if cfg.seeds is not None else strategy_cls.default_seeds
     if seeds > 1:
         return _run_seeds(cfg, seeds, dataset=dataset, backbone=backbone, record=record, held_out=held_out)
-    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # splits are seeded by cfg.seed
+    ds = dataset if dataset is not None else strategy_cls.read_data(cfg)  # splits are seeded by cfg.seed
     refuse_task(strategy_cls, ds.task)
     model = cfg.model_for(ds.modality)
     cfg = dataclasses.replace(cfg, model=model)
@@ -177,7 +180,6 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         import torch
 
         from ..features import default_cache_dir
-        from ..heads import make_head
         from ..run import dump_config
 
         if cfg.threads:
@@ -190,12 +192,8 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
         if writer:
             dump_config(out, {**cfg.to_dict(), "resume": False})
         strategy = strategy_cls(cfg)
-        head = make_head(ds.task, backbone.num_features, ds.num_classes, cfg.dropout)
-        ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=head, run_dir=out, cache_dir=cache_dir)
-        fitted_targets = head.fit_targets(ds.y[ds.train_idx], {"pos_weight": cfg.pos_weight,
-                                                               "regression_loss": cfg.regression_loss})
-        if fitted_targets:
-            ctx.info["targets"] = fitted_targets  # a regression's scaler, multilabel label weights
+        ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=None, run_dir=out, cache_dir=cache_dir)  # type: ignore[arg-type]
+        strategy.new_head(ctx)
         try:
             strategy.prepare(ctx)
             if strategy.trains:
@@ -206,7 +204,7 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
             strategy.cleanup(ctx)
         if not writer:
             return Fitted(out, {}, writer=False)
-        _decide(ctx, strategy)
+        strategy.decide(ctx)
         outcome = strategy.finish(ctx)
 
     metrics = _evaluate(ctx, strategy, held_out)
@@ -250,7 +248,7 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
 
     if cfg.devices * cfg.num_nodes > 1:
         raise ConfigError(f"option --seeds: {n} seeds in one distributed fit is not supported; give --seeds 1")
-    ds = dataset if dataset is not None else load_data(cfg.data, **cfg.load_kwargs())  # one split for every seed
+    ds = dataset if dataset is not None else get_strategy(cfg.strategy).read_data(cfg)  # one split for every seed
     model = cfg.model_for(ds.modality)
     out = _prepare_out(dataclasses.replace(cfg, model=model), model)
     dump_config(out, {**cfg.to_dict(), "model": model, "out": str(out), "seeds": n, "resume": False})
@@ -319,22 +317,6 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
     return Fitted(out, metrics)
 
 
-def _decide(ctx: FitContext, strategy: Strategy) -> None:
-    """What the task chooses after training, on the selection split only (a multilabel head's per-label
-    thresholds), set in the head that is saved. A strategy that trained on the selection split chooses them
-    itself (out of fold); without a selection split the defaults stay (0.5), and the run says so."""
-    ds = ctx.data
-    if not ds.kind.decides:
-        return
-    if strategy.fits_selection_split:
-        ctx.info.setdefault("decisions", "defaults (0.5): the strategy trained on the selection split")
-    elif not len(ds.val_idx):
-        ctx.info["decisions"] = "defaults (0.5): no selection split to choose them on"
-    else:
-        ctx.head.set_decisions(ds.kind.decide(ds.y[ds.val_idx], strategy.outputs(ctx, ds.val_idx)))
-        ctx.info["decisions"] = "chosen on the selection split"
-
-
 def _evaluate(ctx: FitContext, strategy: Strategy, held_out: bool = True) -> dict[str, Any]:
     """Once on the reported split (unless ``held_out`` is False); the selection split is reported separately
     (unless it was trained on)."""
@@ -362,6 +344,10 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
         if "confusion_matrix" in metrics.get("test", {}):
             plot_confusion(metrics["test"]["confusion_matrix"], ds.classes, out / "plots" / "confusion_matrix.png",
                            "confusion matrix (held-out split)")
+        for name, m in metrics.get("test", {}).get("tasks", {}).items():  # several targets: one per class task
+            if "confusion_matrix" in m:
+                plot_confusion(m["confusion_matrix"], ds.targets[name].classes, out / "plots" / f"confusion_matrix_{name}.png",
+                               f"{name}: confusion matrix (held-out split)")
         write_report(out, ctx.cfg.to_dict(), metrics, metrics["data"])
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     info(f"run written to {out}")
@@ -393,8 +379,7 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     """The closing summary table of a fit (CLI): what every fit reports, then the strategy's own rows."""
     m = run.metrics
     test, fit_info, data = m.get("test", {}), m.get("fit", {}), m.get("data", {})
-    kind = get_task_type(run.task)
-    names = {"multilabel": "labels", "regression": "targets"}.get(run.task, "classes")
+    names = {"multilabel": "labels", "regression": "targets", "multitask": "tasks"}.get(run.task, "classes")
     rows = [
         ("run", str(run.path)),
         ("data", f"{data.get('name')} ({data.get('modality')}, {data.get('task')}, {len(run.classes)} {names})"),
@@ -402,9 +387,11 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
         ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
     ]
     rows.extend(decided_rows(data.get("decided", {})))
-    for k in kind.headline:
-        if k in test:
-            rows.append((f"held-out {k.replace('_', ' ')}", f"{test[k]:.4f}"))
+    for prefix, t, part in ([("", run.task, test)] if run.task != "multitask" else
+                            [(f"{n}: ", run.tasks[n]["task"], m) for n, m in test.get("tasks", {}).items()]):
+        for k in get_task_type(t).headline:
+            if k in part:
+                rows.append((f"{prefix}held-out {k.replace('_', ' ')}", f"{part[k]:.4f}"))
     if "predicted" in m:
         p = m["predicted"]
         score = p["scores"].get(p["by"])

@@ -237,6 +237,7 @@ class Server:
         return {
             "run": run.path.name, "fingerprint": run.fingerprint, "version": self.version,
             "modality": run.modality, "task": run.task, "labels": list(run.classes),
+            **({"tasks": run.tasks} if run.tasks else {}), **({"decisions": run.decisions} if run.decisions else {}),
             "model": run.config.get("model"), "strategy": run.config.get("strategy"),
             "metrics": run.metrics.get("test", {}), "engine": self.engine,
             "limits": {k: v for k, v in dataclasses.asdict(self.options).items() if k not in ("engine", "trust_code")},

@@ -26,7 +26,6 @@ from typing import Any
 from .._io import atomic_write_text
 from .._progress import info, quiet
 from ..config import FitConfig
-from ..data import load_data
 from ..errors import ConfigError, HeadstartError
 from ..training.strategies import get_strategy
 from .fit import as_config, backbone_for, resolve, run_pipeline
@@ -112,7 +111,7 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
     if folder.is_dir() and any(not f.name.startswith(ours) for f in folder.iterdir()):
         raise HeadstartError(f"{folder}: exists and is not a headstart tune folder; choose another --out")
     folder.mkdir(parents=True, exist_ok=True)
-    ds = load_data(base.data, **base.load_kwargs())  # once: every trial fits the same split
+    ds = strategy_cls.read_data(base)  # once: every trial fits the same split
     base = dataclasses.replace(base, model=base.model_for(ds.modality))
     # the defaults a fit would take (the backbone's own learning rate among them): the centre of the search
     resolved = resolve(base, ds, backbone_for(base, ds), strategy_cls, folder)

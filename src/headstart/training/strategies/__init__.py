@@ -5,7 +5,7 @@ package changes: the pipeline calls the hooks of `Strategy`, the engine runs
 the `Trainable` protocol, and the report and CLI show the method's `Outcome`.
 """
 
-from . import adapt, distill, fewshot, finetune, gradual, joint, l2sp, linear, lora, lp_ft  # noqa: F401  (registration)
+from . import adapt, distill, fewshot, finetune, gradual, joint, l2sp, linear, lora, lp_ft, multitask  # noqa: F401  (registration)
 from ._base import (
     Outcome,
     Strategy,

@@ -3,6 +3,8 @@
 A strategy is a plain object, one per file, registered by name. The fit pipeline
 (``tasks/fit.py``) calls its hooks in a fixed order, each with the `FitContext`:
 
+``read_data(cfg)`` / ``new_head(ctx)``
+    the data and the head (one target by default; `multitask` reads several and builds a head per task).
 ``prepare(ctx)``
     freeze, wrap (LoRA), cache, probe: everything before the training loop. A
     strategy that needs no gradient loop (``trains = False``) does all its work here.
@@ -10,6 +12,8 @@ A strategy is a plain object, one per file, registered by name. The fit pipeline
     the `Trainable` protocol the engine runs (only when ``trains``).
 ``cleanup(ctx)``
     undo temporary changes to the model once training ends (also on errors).
+``decide(ctx)``
+    what the task chooses on the selection split after training (multilabel thresholds).
 ``finish(ctx)``
     extra files and the strategy's own results, as generic data (see `Outcome`)
     that metrics.json, the report and the closing summary show without knowing
@@ -171,7 +175,41 @@ class Strategy:
             return {}
         return {"lr": trial.suggest_float("lr", cfg.lr / 10, cfg.lr * 10, log=True)}
 
+    @classmethod
+    def read_data(cls, cfg: FitConfig) -> Any:
+        """The fit's `Dataset` (a strategy with several targets reads them its own way)."""
+        from ...data import load_data
+
+        return load_data(cfg.data, **cfg.load_kwargs())
+
     # -- override points -------------------------------------------------------
+    def new_head(self, ctx: FitContext) -> None:
+        """``ctx.head``: the head for the data's task, its task tensors (a scaler, label weights) set from the
+        training split; what was set goes into the run's fit record."""
+        from ...heads import make_head
+
+        ds = ctx.data
+        ctx.head = make_head(ds.task, ctx.backbone.num_features, ds.num_classes, self.cfg.dropout)
+        fitted = ctx.head.fit_targets(ds.y[ds.train_idx], {"pos_weight": self.cfg.pos_weight,
+                                                            "regression_loss": self.cfg.regression_loss})
+        if fitted:
+            ctx.info["targets"] = fitted
+
+    def decide(self, ctx: FitContext) -> None:
+        """What the task chooses after training, on the selection split only (a multilabel head's per-label
+        thresholds), set in the head that is saved. A strategy that trained on the selection split chooses them
+        itself (out of fold); without a selection split the defaults stay (0.5), and the run says so."""
+        ds = ctx.data
+        if not ds.kind.decides:
+            return
+        if self.fits_selection_split:
+            ctx.info.setdefault("decisions", "defaults (0.5): the strategy trained on the selection split")
+        elif not len(ds.val_idx):
+            ctx.info["decisions"] = "defaults (0.5): no selection split to choose them on"
+        else:
+            ctx.head.set_decisions(ds.kind.decide(ds.y[ds.val_idx], self.outputs(ctx, ds.val_idx)))
+            ctx.info["decisions"] = "chosen on the selection split"
+
     def prepare(self, ctx: FitContext) -> None:
         """Before training: freeze, wrap, cache, probe (a strategy that does not train does all its work here)."""
 

@@ -61,9 +61,9 @@ class LPFT(FineTune):
 
     def prepare(self, ctx: FitContext) -> None:
         _Probe(self.cfg).prepare(ctx)
-        ctx.info["lp_C"] = ctx.info.pop("C")
-        if "cv_log_loss" in ctx.info:
-            ctx.info["lp_cv_log_loss"] = ctx.info.pop("cv_log_loss")
+        for key in ("C", "C_per_label", "alpha", "cv_log_loss", "cv_mse_standardised", "decisions"):  # the probe's choices
+            if key in ctx.info:
+                ctx.info[f"lp_{key}"] = ctx.info.pop(key)
         ctx.history.clear()
         ctx.info["ft_lr"] = self.base_lr(ctx)
         super().prepare(ctx)
