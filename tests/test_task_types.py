@@ -320,3 +320,13 @@ def test_every_strategy_that_can_learns_label_sets_and_values(tmp_path: Path, st
         run = headstart.fit(table, text_col="text", label_col=label, model=model, strategy=strategy, cv_folds=3,
                             epochs=6 if strategy == "lora" else 12, out=str(tmp_path / label))
         assert run.metrics["test"][key] > floor, (label, run.metrics["test"])
+
+
+def test_compare_a_regression_target_by_its_score_and_refuse_budgets_per_class(tmp_path: Path) -> None:
+    table = write_tags(tmp_path / "t.csv", n=120)
+    common = dict(text_col="text", label_col="score", model="scratch:bow", epochs=8)
+    df = headstart.compare(table, "linear,finetune", "all", out=tmp_path / "cmp", **common)
+    assert set(df["score_name"]) == {"r2"} and (df["score"] > 0.5).all() and df["accuracy"].isna().all()
+    with pytest.raises(ConfigError, match=r"^option --budgets: 5 labels per class: .*t\.csv is a regression target, without "
+                                          r"classes; give --budgets all$"):
+        headstart.compare(table, "linear", "5", out=tmp_path / "cmp2", **common)

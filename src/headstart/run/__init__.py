@@ -78,8 +78,9 @@ class Run:
         self.support_weights: dict[str, Any] = {}
 
     def __repr__(self) -> str:
-        acc = self.metrics.get("test", {}).get("accuracy")
-        tail = f", test accuracy {acc:.4f}" if acc is not None else ""
+        test = self.metrics.get("test", {})
+        acc = test.get("score", test.get("accuracy"))
+        tail = f", test {test.get('score_name', 'accuracy').replace('_', ' ')} {acc:.4f}" if acc is not None else ""
         return f"Run({str(self.path)!r}, {self.config.get('model')}, {self.config.get('strategy')}{tail})"
 
     @property

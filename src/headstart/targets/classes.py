@@ -15,7 +15,7 @@ from ..errors import DataError
 from ._base import TaskType, register_task_type, with_score
 
 
-def number(s: str) -> float | None:
+def number(s: Any) -> float | None:
     try:
         f = float(s)
     except (TypeError, ValueError):

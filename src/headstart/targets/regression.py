@@ -18,16 +18,9 @@ import numpy as np
 
 from ..errors import DataError
 from ._base import TaskType, register_task_type, with_score
+from .classes import number
 
 QUANTILE_BINS = 5
-
-
-def value(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
 
 
 @register_task_type
@@ -46,7 +39,7 @@ class Regression(TaskType):
         y = np.zeros((len(rows), width), dtype=np.float32)
         for r, (cells, ref) in enumerate(zip(rows, refs)):
             for j, cell in enumerate(cells):
-                f = value(cell)
+                f = number(cell)
                 if f is None:
                     raise DataError(f"{ref}: {str(cell)[:60]!r} in the regression target {names[j]!r} is not a number; "
                                     "fix or delete the row (or give --task-type multiclass if the column holds classes)")

@@ -19,7 +19,7 @@ from .._io import atomic_write_text, prepare_output_dir
 from .._progress import info
 from .._trust import trusting
 from ..config import FitConfig
-from ..errors import ConfigError, HeadstartError, did_you_mean
+from ..errors import ConfigError, DataError, HeadstartError, did_you_mean
 from ..run import load_run
 from ..training.strategies import get_strategy, list_strategies, option_fields, options_for
 from .fit import fit
@@ -135,7 +135,14 @@ def _fit_or_reuse(data: str, run_dir: Path, strategy: str, budget: int | None, o
     if (run_dir / "metrics.json").is_file():
         return load_run(run_dir)  # finished in an earlier, interrupted `compare`
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-    return fit(data, strategy=strategy, labels_per_class=budget, out=str(run_dir), overwrite=not resume, resume=resume, **options)
+    try:
+        return fit(data, strategy=strategy, labels_per_class=budget, out=str(run_dir), overwrite=not resume, resume=resume,
+                   **options)
+    except DataError as e:
+        if str(e).startswith("option --labels-per-class"):  # a budget per class, for a target without classes
+            raise ConfigError(f"option --budgets: {budget} labels per class: {data} is a regression target, without "
+                              "classes; give --budgets all") from None
+        raise
 
 
 def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
