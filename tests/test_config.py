@@ -33,3 +33,5 @@ def test_resolved_defaults_depend_on_modality_and_size() -> None:
     assert (t.model, t.epochs, t.lr, t.augment, t.layer_decay) == ("minilm", 2, 1e-4, "none", 1.0)
     assert (i.epochs, i.augment) == (18, "standard")  # 4 steps/epoch: raised to reach ~70 steps
     assert FitConfig(data="d").resolved("text", n_train=12).epochs == 50
+    assert FitConfig(data="d").resolved("text", n_train=5000, task="multilabel").epochs == 6  # measured: 2 underfits
+    assert FitConfig(data="d").resolved("image", n_train=5000, task="multilabel").epochs == 10

@@ -103,7 +103,7 @@ def resolve(cfg: FitConfig, data: Dataset, backbone: Backbone, strategy: type[St
     choice where the backbone can pool that way) and its longest input (``--max-length``).
     """
     lr_given = cfg.lr is not None
-    cfg = cfg.resolved(data.modality, len(data.train_idx))
+    cfg = cfg.resolved(data.modality, len(data.train_idx), data.task)
     pool = cfg.pool if cfg.pool != "auto" else strategy.pool
     if pool != "avg":
         try:
