@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .targets import get_task_type
+from .targets import get_task_type, has_label
 
 
 def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[str],
@@ -20,11 +20,6 @@ def compute_metrics(y: np.ndarray, probs: np.ndarray, task: str, classes: list[s
     return get_task_type(task).metrics(y, probs, classes, decisions)
 
 
-def labeled(y: np.ndarray) -> np.ndarray:
-    """bool [N]: the examples that carry a label (missing: -1 class ids, NaN label rows or values)."""
-    return y >= 0 if y.dtype.kind == "i" else ~np.isnan(y.reshape(len(y), -1)).any(axis=1)
-
-
 def multitask_metrics(targets: dict[str, tuple[str, list[str], np.ndarray]], outputs: dict[str, np.ndarray],
                       decisions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Per task (``targets``: name -> (task type, names, labels with missing ones)) the task's metrics on its
@@ -32,7 +27,7 @@ def multitask_metrics(targets: dict[str, tuple[str, list[str], np.ndarray]], out
     the task losses."""
     per = {}
     for name, (task, names, y) in targets.items():
-        m = labeled(y)
+        m = has_label(y)
         if m.any():
             per[name] = compute_metrics(y[m], np.asarray(outputs[name])[m], task, names,
                                         (decisions or {}).get("tasks", {}).get(name))

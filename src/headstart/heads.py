@@ -17,14 +17,13 @@ cosine-distance prototype classifier (a few-shot run, `headstart.run._support`).
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .targets import get_task_type
+from .targets import get_task_type, split_columns
 
 
 class Head(nn.Module):
@@ -86,8 +85,8 @@ class MultiHead(nn.Module):
         super().__init__()
         self.heads = nn.ModuleDict({name: Head(task, num_features, n, dropout) for name, (task, n) in tasks.items()})
         self.logit_widths = [h.fc.out_features for h in self.heads.values()]
-        self.output_widths = [2 if h.task == "binary" else h.num_outputs for h in self.heads.values()]
-        self.num_outputs = sum(self.output_widths)
+        self.output_widths = {name: h.kind.output_width(h.num_outputs) for name, h in self.heads.items()}
+        self.num_outputs = sum(self.output_widths.values())
 
     def logits(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         return {name: h(features) for name, h in self.heads.items()}
@@ -101,8 +100,7 @@ class MultiHead(nn.Module):
 
     def split(self, outputs: Any) -> dict[str, Any]:
         """Side-by-side outputs [N, sum of widths] -> {task: its outputs}."""
-        bounds = [0, *itertools.accumulate(self.output_widths)]
-        return {name: outputs[:, a:b] for name, a, b in zip(self.heads, bounds, bounds[1:])}
+        return split_columns(outputs, self.output_widths)
 
     def accuracy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.tensor(float("nan"))  # per task: see the strategy's logged terms

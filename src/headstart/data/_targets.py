@@ -15,14 +15,13 @@ A missing label is -1 (classes) or NaN (multilabel rows, values): the loss masks
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..errors import DataError
-from ..targets import get_task_type
+from ..targets import get_task_type, has_label
 from ._dataset import Dataset, decide_target
 
 
@@ -39,9 +38,7 @@ class Target:
     @property
     def known(self) -> np.ndarray:
         """bool [N]: examples that carry this task's label."""
-        if self.y.dtype.kind == "i":
-            return self.y >= 0
-        return ~np.isnan(self.y).any(axis=1)
+        return has_label(self.y)
 
     @property
     def kind(self) -> Any:
@@ -128,8 +125,4 @@ def merge_datasets(named: dict[str, Dataset]) -> Dataset:
                    name="+".join(named), task="multitask", skipped=cat("skipped"), decided=decided, targets=targets)
 
 
-def with_targets(ds: Dataset, targets: dict[str, Target]) -> Dataset:
-    return dataclasses.replace(ds, task="multitask", classes=list(targets), targets=targets)
-
-
-__all__ = ["Target", "check_targets", "encode_targets", "merge_datasets", "missing_like", "strata_of", "with_targets"]
+__all__ = ["Target", "check_targets", "encode_targets", "merge_datasets", "missing_like", "strata_of"]

@@ -48,7 +48,7 @@ from ..errors import ConfigError, DataError, HeadstartError, UntrustedCode
 from ..evaluate import compute_metrics, multitask_metrics
 from ..features import predict_outputs
 from ..heads import Head, MultiHead
-from ..targets import get_task_type
+from ..targets import get_task_type, split_columns
 from ._folder import check_members
 from ._onnx import EXPORT_DIR, OnnxModel, default_onnx
 
@@ -155,9 +155,7 @@ class Run:
 
     def split_outputs(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         """A multitask run's side-by-side outputs, cut per task (binary tasks give two columns)."""
-        widths = [2 if t["task"] == "binary" else len(t["classes"]) for t in self.tasks.values()]
-        bounds = np.concatenate([[0], np.cumsum(widths)])
-        return {n: outputs[:, a:b] for n, a, b in zip(self.tasks, bounds, bounds[1:])}
+        return split_columns(outputs, {n: get_task_type(t["task"]).output_width(len(t["classes"])) for n, t in self.tasks.items()})
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -212,7 +210,7 @@ class Run:
 
     def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
         """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
-        ds = data if isinstance(data, Dataset) else self._read_like_fit(data, load_kw)
+        ds = data if isinstance(data, Dataset) else self.read_like_fit(data, load_kw)
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
@@ -250,7 +248,7 @@ class Run:
             return multitask_metrics(truth, self.split_outputs(outputs), self.decisions)
         return compute_metrics(truth, outputs, self.task, self.classes, self.decisions)
 
-    def _read_like_fit(self, data: str | Path, load_kw: dict[str, Any]) -> Dataset:
+    def read_like_fit(self, data: str | Path, load_kw: dict[str, Any]) -> Dataset:
         """Labeled data read as the fit read its own: its task type and label separator, and its text and label
         columns when the table has them (else detected, e.g. a test file that names its columns differently).
         A multitask run reads every task's label column."""

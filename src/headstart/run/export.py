@@ -227,7 +227,7 @@ def check_inputs(run: Any, data: str | Path | None) -> tuple[list[Any], Any, lis
         calib = [ds.items[i] for i in rng.permutation(ds.train_idx)]
         what = f"test data {run.config['test']}" if run.config.get("test") else f"held-out split of {run.config.get('data')}"
         return items, y, calib, f"the run's {what} (n={len(items)})"
-    ds = run._read_like_fit(data, {})
+    ds = run.read_like_fit(data, {})
     idx = np.arange(len(ds.items))
     items, y = [ds.items[i] for i in idx], run.truth(ds, idx)
     return items, y, list(items), f"all of {data} (n={len(items)}; also used to calibrate int8)"

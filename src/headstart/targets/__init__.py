@@ -7,6 +7,16 @@ by name. Readers, heads, metrics, the report and `predict` ask `get_task_type(na
 from __future__ import annotations
 
 from . import classes, multilabel, regression  # noqa: F401  (registration)
-from ._base import TaskType, get_task_type, register_task_type, task_type_names, truthy, with_score
+from ._base import (
+    TaskType,
+    get_task_type,
+    has_label,
+    register_task_type,
+    split_columns,
+    task_type_names,
+    truthy,
+    with_score,
+)
 
-__all__ = ["TaskType", "get_task_type", "register_task_type", "task_type_names", "truthy", "with_score"]
+__all__ = ["TaskType", "get_task_type", "has_label", "register_task_type", "split_columns", "task_type_names", "truthy",
+           "with_score"]

@@ -97,6 +97,11 @@ class TaskType:
         return n
 
     @staticmethod
+    def output_width(n: int) -> int:
+        """Output columns per example for ``n`` names (a binary head's one logit gives two probabilities)."""
+        return n
+
+    @staticmethod
     def buffers(n: int) -> dict[str, Any]:
         """Tensors the head keeps for this task (a scaler, thresholds), name -> (initial value, saved)."""
         return {}
@@ -138,6 +143,19 @@ class TaskType:
                 for p in outputs]
 
 
+def has_label(y: np.ndarray) -> np.ndarray:
+    """bool [N]: the examples that carry a label (missing: -1 class ids, NaN label rows or values)."""
+    return y >= 0 if y.dtype.kind == "i" else ~np.isnan(y.reshape(len(y), -1)).any(axis=1)
+
+
+def split_columns(outputs: Any, widths: dict[str, int]) -> dict[str, Any]:
+    """Side-by-side outputs [N, sum of widths] -> {name: its columns} (several tasks' outputs)."""
+    out, start = {}, 0
+    for name, w in widths.items():
+        out[name], start = outputs[:, start:start + w], start + w
+    return out
+
+
 def with_score(cls: type[TaskType], out: dict[str, Any]) -> dict[str, Any]:
     """Metrics plus the task's ``score`` (and its name), the figure every comparison reads."""
     return {**out, "score": out[cls.score], "score_name": cls.score, "task": cls.name}
@@ -153,4 +171,5 @@ def truthy(v: Any) -> bool | None:
     return None
 
 
-__all__ = ["TaskType", "get_task_type", "register_task_type", "task_type_names", "truthy", "with_score"]
+__all__ = ["TaskType", "get_task_type", "has_label", "register_task_type", "split_columns", "task_type_names", "truthy",
+           "with_score"]

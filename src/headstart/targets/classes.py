@@ -101,6 +101,10 @@ class Binary(Classes):
         return 1
 
     @staticmethod
+    def output_width(n: int) -> int:
+        return 2
+
+    @staticmethod
     def loss(head: Any, logits: Any, y: Any, label_smoothing: float = 0.0) -> Any:
         import torch.nn.functional as F
 
