@@ -260,6 +260,17 @@ def test_cached_frozen_layers_train_exactly_like_running_them(images: Path, sour
     assert all("forward" not in m.__dict__ for m in cached.backbone.modules())
 
 
+def test_frozen_cache_works_past_one_extraction_batch(tmp_path: Path, source_run: str) -> None:
+    """More training images than one caching batch (64): the pass that folds BatchNorm into the convolutions
+    for speed must leave the cut module in place (a traced copy never reached it: 'frozen boundary not reached')."""
+    many = write_image_folder(tmp_path / "many", per_class=60)
+    kw = dict(model=f"run:{source_run}", strategy="finetune", freeze=1, augment="none", epochs=1, seed=4)
+    cached = headstart.fit(many, out="runs/c", **kw)
+    assert cached.metrics["data"]["n_train"] > 64 and cached.metrics["fit"]["cache_frozen"].startswith("on")
+    plain = headstart.fit(many, out="runs/p", cache_frozen="no", **kw)
+    assert cached.metrics["test"]["log_loss"] == pytest.approx(plain.metrics["test"]["log_loss"], abs=1e-5)
+
+
 def test_frozen_cache_refuses_what_it_cannot_do(images: Path, source_run: str) -> None:
     with pytest.raises(ConfigError, match="augmented"):
         headstart.fit(images, model=f"run:{source_run}", freeze=2, cache_frozen="yes", augment="light", epochs=1, out="runs/1")
