@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.headstart-installed
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torchinductor
 
-.PHONY: setup demo test
+.PHONY: setup demo test browser
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -20,9 +20,16 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/headstart demo
 
+# The report tests open pages in Debian's Chromium (headless). Installed from the system packages when missing
+# and this is root (as on CI); elsewhere those tests skip and say why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; }; } || \
+	  echo "chromium is not installed (apt-get install chromium): the browser tests will skip"
+
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: a broken layer fails the suite.
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
-test: setup
+test: setup browser
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

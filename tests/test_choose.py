@@ -77,7 +77,7 @@ def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, t
     predicted = run.metrics["predicted"]
     assert predicted["of"] == 2 and predicted["by"] == "logme"
     assert predicted["scores"]["logme"] == pytest.approx(again.loc[f"tiny@{tiny_weights.name}", "logme"])
-    assert "Predicted (headstart rank) vs obtained" in (run.path / "report.html").read_text()
+    assert "What headstart rank predicted, and what was obtained" in (run.path / "report.html").read_text()
 
 
 def test_goal_decides_which_score_orders_the_table(tmp_path: Path, tiny_weights: Path) -> None:

@@ -130,10 +130,12 @@ def test_text_export_has_dynamic_batch_and_sequence_and_int8(text_run: Path) -> 
     assert [r["label"] for r in rows] == [r["label"] for r in run.predict(texts)]
 
 
-def test_export_cli_prints_the_check_table(image_run: Path) -> None:
+def test_export_cli_prints_the_check_table(image_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
     res = CliRunner().invoke(app, ["export", str(image_run), "--format", "onnx"])
     assert res.exit_code == 0, res.output
     assert "model.onnx" in res.output and "PyTorch fp32" in res.output and "--engine onnx" in res.output
+    assert "decided on the run's selection split" in res.output and "held-out accuracy" in res.output
 
 
 FRAGILE = """
@@ -231,23 +233,31 @@ def test_a_new_export_removes_only_the_files_the_old_one_listed(image_run: Path)
 
 
 def test_each_stage_is_measured_against_pytorch(image_run: Path) -> None:
+    """Each file is decided on the selection split; the held-out split is scored for the record only."""
     run = headstart.load(image_run)
     record = run.export(prune=0.3)
     fp32, pruned = record["stages"]
     ds = run.reload_data()
-    items, y = run.labeled(ds, ds.test_idx)
-    ref = run.predict_proba(items)
-    assert record["pytorch_fp32"]["accuracy"] == pytest.approx(float((ref.argmax(1) == y).mean()))
+    assert len(ds.val_idx) and len(ds.test_idx)
+    for part, idx, where, get in (("selection", ds.val_idx, "checked_on", lambda r: r),
+                                  ("held-out", ds.test_idx, "reported_on", lambda r: r["held_out"])):
+        items, y = run.labeled(ds, idx)
+        ref = run.predict_proba(items)
+        assert get(record["pytorch_fp32"])["accuracy"] == pytest.approx(float((ref.argmax(1) == y).mean())), part
+        for st in (fp32, pruned):
+            probs = OnnxModel(image_run / "export" / st["file"], run.batcher).outputs(items)
+            acc = float((probs.argmax(1) == y).mean())
+            assert get(st)["accuracy"] == pytest.approx(acc), part
+            assert get(st)["drop_points"] == pytest.approx(round(100 * (get(record["pytorch_fp32"])["accuracy"] - acc), 3))
+            assert get(st)["class_agreement"] == pytest.approx(float((probs.argmax(1) == ref.argmax(1)).mean()))
+            if part == "selection":
+                assert st["max_abs_diff"] == pytest.approx(float(np.abs(probs - ref).max()), abs=1e-7)
+        assert f"n={len(items)}" in record[where]
     for st in (fp32, pruned):
-        probs = OnnxModel(image_run / "export" / st["file"], run.batcher).outputs(items)
-        acc = float((probs.argmax(1) == y).mean())
-        assert st["accuracy"] == pytest.approx(acc)
-        assert st["max_abs_diff"] == pytest.approx(float(np.abs(probs - ref).max()), abs=1e-7)
-        assert st["class_agreement"] == pytest.approx(float((probs.argmax(1) == ref.argmax(1)).mean()))
-        assert st["drop_points"] == pytest.approx(round(100 * (record["pytorch_fp32"]["accuracy"] - acc), 3))
         assert st["bytes"] == (image_run / "export" / st["file"]).stat().st_size and st["accepted"] and not st["forced"]
         assert 0 < st["zipped_bytes"] and st["seconds"] >= 0
-    assert record["checked_on"].startswith("the run's held-out split") and f"n={len(items)}" in record["checked_on"]
+    assert record["checked_on"].startswith("the run's selection split")
+    assert record["reported_on"].startswith("the run's held-out split") and "not used to decide" in record["reported_on"]
     assert record["modality"] == "image" and record["task"] == run.task and record["classes"] == run.classes
     assert record["refused"] is None and record["default"] == "model-pruned30.onnx" and record["format"] == "onnx"
 

@@ -262,6 +262,33 @@ def predict(
         sys.stdout.write(json.dumps(row) + "\n")
 
 
+@app.command("explain", help="Why a run answered as it did: Grad-CAM or integrated gradients for images (a PNG each), "
+             "token attributions for texts (one HTML page), through Captum; written to RUN/explain/. JSON lines out.")
+@_user_errors
+def explain_cmd(
+    run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
+    inputs: Optional[list[str]] = typer.Argument(None, help="Images, folders, CSV/TSV files, or texts; '-' or nothing = stdin."),
+    method: str = typer.Option("auto", help="auto (Grad-CAM where the backbone has a convolution, else ig), gradcam, ig."),
+    target: Optional[str] = typer.Option(None, help="The class to explain (default: each input's predicted class)."),
+    steps: int = typer.Option(32, help="Integrated-gradients steps along the path from the baseline."),
+    text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table input."),
+    out: Optional[Path] = typer.Option(None, help="Folder to write to (default RUN/explain)."),
+    trust_code: Optional[str] = _trust_option(),
+) -> None:
+    from .run import load_run
+
+    r = load_run(run, trust_code=trust_code)
+    items = list(inputs or [])
+    if not items or items == ["-"]:
+        items = [ln.rstrip("\n") for ln in sys.stdin if ln.strip()]
+    if not items:
+        raise HeadstartError("explain: no inputs given (pass files or folders, or pipe text lines on stdin)")
+    record = r.explain(items, method=method, target=target, steps=steps, text_col=text_col, out=out)
+    for row in record["explanations"]:
+        sys.stdout.write(json.dumps(row) + "\n")
+    err.print(f"written to {record['folder']}")
+
+
 @app.command("serve", help="Serve a run over HTTP (FastAPI + uvicorn): POST /predict, GET /health, /metadata, /docs. "
              "Binds to 127.0.0.1 unless --host says otherwise; Ctrl-C/SIGTERM finish the requests in flight, then stop.")
 @_user_errors
@@ -333,16 +360,16 @@ for _name in list_strategies():
 
 # -- ship: export -------------------------------------------------------------------
 @app.command("export", help="Export a run to ONNX (optionally pruned and/or int8), each file checked against PyTorch "
-             "on held-out data; written to RUN/export/.")
+             "on the run's selection split (the held-out split is reported, never used to decide); written to RUN/export/.")
 @_user_errors
 def export_cmd(
     run: Path = typer.Argument(..., help="Run directory written by `headstart fit`."),
     format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: onnxruntime quantization (static for images, dynamic for text)."),
     prune: Optional[float] = typer.Option(None, "--prune", help="Zero this fraction of each conv/linear layer's smallest weights (e.g. 0.5)."),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse a file whose held-out score (accuracy; micro-F1 multilabel; R² regression) is more than this many points (x100) below PyTorch's."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Refuse a file whose selection-split score (accuracy; micro-F1 multilabel; R² regression) is more than this many points (x100) below PyTorch's."),
     force: bool = typer.Option(False, "--force", help="Keep a file even when it loses more than --max-drop."),
-    data: Optional[str] = typer.Option(None, "--data", help="Labeled data to check on (default: the run's own held-out split)."),
+    data: Optional[str] = typer.Option(None, "--data", help="Labeled data to check and decide on (default: the run's selection split decides; its held-out split is reported)."),
     calibration: int = typer.Option(256, help="Training images used to calibrate static int8 quantization."),
     trust_code: Optional[str] = _trust_option(),
 ) -> None:
@@ -350,17 +377,23 @@ def export_cmd(
 
     record = load_run(run, trust_code=trust_code).export(format=format, quantize=quantize, prune=prune, max_drop=max_drop,
                                                          force=force, data=data, calibration=calibration)
-    table = Table(title=f"headstart export {run}: checked on {record['checked_on']}")
+    table = Table(title=f"headstart export {run}: decided on {record['checked_on']}")
     ref = record["pytorch_fp32"]
-    for col in ("file", "MB", "zip MB", "max |diff|", "agree", ref["score_name"].replace("_", " "), "Δ pts"):
+    name = ref["score_name"].replace("_", " ")
+    held = "held_out" in ref
+    for col in ("file", "MB", "zip MB", "max |diff|", "agree", name, "Δ pts", *((f"held-out {name}", "Δ pts held-out") if held else ())):
         table.add_column(col, justify="left" if col == "file" else "right")
-    table.add_row("PyTorch fp32", "", "", "", "", f"{ref['score']:.4f}", "")
+    table.add_row("PyTorch fp32", "", "", "", "", f"{ref['score']:.4f}", "", *((f"{ref['held_out']['score']:.4f}", "") if held else ()))
     for st in record["stages"]:
         forced = " (forced)" if st.get("forced") else ""
         agree = f"{st['class_agreement']:.4f}" if "class_agreement" in st else "n/a"
+        h = st.get("held_out", {})
         table.add_row(st["file"] + forced, f"{st['bytes'] / 1e6:.2f}", f"{st['zipped_bytes'] / 1e6:.2f}", f"{st['max_abs_diff']:.1e}",
-                      agree, f"{st['score']:.4f}", f"{0.0 - st['drop_points']:+.2f}")
+                      agree, f"{st['score']:.4f}", f"{0.0 - st['drop_points']:+.2f}",
+                      *((f"{h['score']:.4f}", f"{0.0 - h['drop_points']:+.2f}") if held and h else ()))
     out.print(table)
+    if held:
+        out.print(f"held-out figures: {record['reported_on']}")
     out.print(f"`headstart predict {run} --engine onnx` uses {record['default']}")
 
 
@@ -559,17 +592,24 @@ def tune_cmd(
     data: str = typer.Argument(..., help="Labeled data: image folder, table file or built-in name."),
     strategy: str = typer.Option("finetune", help="The strategy whose search space is searched (`headstart strategies`)."),
     trials: int = typer.Option(20, help="Trials this worker runs (0: only refit the best so far)."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage shared by workers: postgresql://..., sqlite:///..., "
-                                          "journal:FILE (default: a journal file in --out)."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage: postgresql://... (workers on several machines), "
+                                          "journal:FILE (several workers on one machine), sqlite:///... (default: "
+                                          "OUT/study.db)."),
     study: Optional[str] = typer.Option(None, help="Study name (default: the --out folder's name)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Where trials/, best/ and tune.json go."),
-    refit: bool = typer.Option(True, help="Fit the best trial's values again into OUT/best, scored on the reported split."),
+    refit: bool = typer.Option(True, help="Fit the best trial's values and the default configuration again (OUT/best, "
+                               "OUT/default), each scored once on the reported split."),
+    cv: Optional[int] = typer.Option(None, "--cv", help="Score each trial by K-fold cross-validation on the training part "
+                                     "(mean log-loss) instead of the selection split."),
+    prune: bool = typer.Option(True, help="Stop a trial whose selection loss falls behind the median of earlier ones."),
+    refit_seeds: int = typer.Option(1, help="Seeds of each refit (best and default): mean ± std of the held-out score."),
 ) -> None:
     from .tasks.tune import tune
 
     options = parse_fit_flags(list(ctx.args), "tune")
-    r = tune(data, trials=trials, strategy=strategy, storage=storage, study=study, out=out_dir, refit=refit, **options)
-    table = Table(title=f"headstart tune: {data}, {r['strategy']} (study {r['study']}; selection-split log-loss)")
+    r = tune(data, trials=trials, strategy=strategy, storage=storage, study=study, out=out_dir, refit=refit, cv=cv,
+             prune=prune, refit_seeds=refit_seeds, **options)
+    table = Table(title=f"headstart tune: {data}, {r['strategy']} (study {r['study']}; {r['objective']})")
     for col in ("trial", "state", "log-loss", "selection score", "values"):
         table.add_column(col, justify="left" if col in ("state", "values") else "right")
     for t in sorted(r["trials"], key=lambda t: (t["value"] is None, t["value"] or 0.0)):
@@ -583,7 +623,10 @@ def tune_cmd(
         acc = test.get("score")
         out.print(f"best: trial {r['best']['number']}; refitted into {r['refit']['run']}"
                   + (f", held-out {test.get('score_name', 'score').replace('_', ' ')} {acc:.4f}" if acc is not None else ""))
-    out.print(f"record: {r['path']}/tune.json")
+        d = r["default"]["test"].get("score")
+        if d is not None:
+            out.print(f"default configuration: held-out {d:.4f} ({r['default']['run']})")
+    out.print(f"record: {r['path']}/tune.json; best values: {r['path']}/best.yaml; study report: {r['path']}/report.html")
 
 
 # -- listing and demo ---------------------------------------------------------------

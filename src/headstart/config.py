@@ -37,6 +37,7 @@ TASK_TYPES = ("auto", "binary", "multiclass", "multilabel", "regression")
 POS_WEIGHTS = ("none", "auto")
 REGRESSION_LOSSES = ("mse", "huber")
 DISTRIBUTED = ("ddp", "fsdp")
+LOGGERS = ("csv", "tensorboard", "mlflow")
 DEFAULT_MODELS = {"text": "minilm", "image": "timm:resnet18"}  # what ``--model auto`` means for each modality
 
 
@@ -93,9 +94,15 @@ class DataConfig:
     val_fraction: float = _opt(
         0.15, "Fraction of the training data held out to choose epochs and hyper-parameters (never the reported split)."
     )
-    test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part.")
+    test_fraction: float = _opt(0.2, "Fraction held out for the report when the data has no test/val part (0 with --cv: "
+                                "no reported split, every example in the folds).")
     train_size: int | None = _opt(None, "Use only this many training examples (stratified sample).")
     labels_per_class: int | None = _opt(None, "Use only this many training examples per class.")
+    dedupe: bool = _opt(False, "Drop from the training and selection splits every copy (exact, or near: perceptual "
+                        "hash for images, normalised text) of an example of the reported split. Copies are always "
+                        "looked for and reported; this removes them.")
+    group_col: str | None = _opt(None, "Column of a table whose equal values stay on one side of every split and --cv "
+                                 "fold (a patient, a user, a source document): no group is both trained on and scored.")
 
     def __post_init__(self) -> None:
         self._check_data()
@@ -103,8 +110,8 @@ class DataConfig:
     def _check_data(self) -> None:
         if not 0.0 <= self.val_fraction < 0.9:
             raise _bad("val_fraction", f"{self.val_fraction} must be in [0, 0.9)")
-        if not 0.0 < self.test_fraction < 0.9:
-            raise _bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9)")
+        if not 0.0 <= self.test_fraction < 0.9:
+            raise _bad("test_fraction", f"{self.test_fraction} must be in (0, 0.9), or 0 with --cv")
         if self.header not in HEADER_MODES:
             raise _bad("header", f"'{self.header}' is not one of {', '.join(HEADER_MODES)}")
         if self.delimiter is not None:
@@ -190,6 +197,10 @@ class TrainConfig:
         None, "Fit this many seeds (--seed, --seed + 1, ...; same data split) and keep the one the strategy's label-free "
         "criterion prefers, with mean and spread of every seed's results in metrics.json (default: the strategy's "
         "own, 3 for domain adaptation, else 1).")
+    cv: int | None = _opt(
+        None, "Estimate by K-fold cross-validation: K fits on the training part (stratified; grouped with --group-col), "
+        "each scored on its held-out fold; mean ± std and a 95% interval in metrics.json and the report. The run "
+        "itself is then fitted once as without --cv, and is the one scored on the reported split.")
     options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "The strategy's own options (lora_r, unfreeze_every, ...); as flags: --lora-r 8."})
 
@@ -230,6 +241,8 @@ class TrainConfig:
             raise _bad("cv_folds", f"{self.cv_folds} must be at least 2")
         if self.seeds is not None and self.seeds < 1:
             raise _bad("seeds", f"{self.seeds} must be at least 1")
+        if self.cv is not None and self.cv < 2:
+            raise _bad("cv", f"{self.cv} must be at least 2 folds")
 
 
 @dataclass
@@ -251,6 +264,9 @@ class RuntimeConfig:
     num_nodes: int = _opt(1, "Machines taking part; start the same command on each (torchrun or SLURM, docs/distributed.md).")
     distributed: str = _opt("ddp", "How several processes train: ddp (each holds the model; gradients averaged) or "
                                    "fsdp (parameters sharded; GPUs only).")
+    logger: str = _opt("csv", "Where training curves and the final figures are logged, besides the run folder: csv "
+                       "(logs/metrics.csv, always), tensorboard (logs/tensorboard), mlflow (a local SQLite store "
+                       "<runs>/mlflow.db, or $MLFLOW_TRACKING_URI); several: tensorboard,mlflow.")
 
     def __post_init__(self) -> None:
         self._check_runtime()
@@ -265,6 +281,14 @@ class RuntimeConfig:
             raise _bad("distributed", f"{self.distributed!r} is not one of {', '.join(DISTRIBUTED)}")
         if self.num_workers is not None and self.num_workers < 0:
             raise _bad("num_workers", f"{self.num_workers} must be >= 0")
+        bad = [n for n in self.loggers() if n not in LOGGERS]
+        if bad:
+            raise _bad("logger", f"{bad[0]!r} is not one of {', '.join(LOGGERS)} (several: comma-separated)")
+
+    def loggers(self) -> list[str]:
+        """``--logger`` as names, csv first and always."""
+        names = [n.strip().lower() for n in str(self.logger).split(",") if n.strip()]
+        return ["csv", *dict.fromkeys(n for n in names if n != "csv")]
 
 
 @dataclass
@@ -279,6 +303,9 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
     def __post_init__(self) -> None:
         for check in (self._check_data, self._check_model, self._check_training, self._check_runtime):
             check()
+        if self.test_fraction == 0 and not self.cv:
+            raise _bad("test_fraction", "0 leaves nothing to report on; it is for --cv, whose folds are then the "
+                       "estimate (give --cv K, or a fraction in (0, 0.9))")
 
     def load_kwargs(self) -> dict[str, Any]:
         """`load_data` keyword arguments for this config's data (everything of `DataConfig` but the source)."""

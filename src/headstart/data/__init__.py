@@ -34,6 +34,7 @@ from ._dataset import (
     per_class_subset,
     stratified_holdout,
 )
+from ._leakage import NEAR_BITS, example_hashes, find_leaks, normalise_text, without_leaks
 from ._targets import Target, check_targets, encode_targets, merge_datasets, strata_of
 from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
 from ._images import IMAGE_EXTENSIONS, TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
@@ -41,7 +42,7 @@ from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "find_leaks", "without_leaks", "example_hashes", "normalise_text", "NEAR_BITS", "make_splits", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -67,6 +68,7 @@ def _finish(
     label_sep: str | None = None,
     columns: list[str] | None = None,
     separate: bool = False,
+    groups: list[str] | None = None,
 ) -> Dataset:
     """Decide the task, encode labels and decide splits. Items are ordered pool, given val, given test.
 
@@ -94,10 +96,11 @@ def _finish(
         test, val = val, None
     if len(pool) == 0:
         raise DataError(f"{where}: no training examples found")
+    group_ids = np.asarray(groups, dtype=object) if groups is not None else None
     train_idx, val_idx, test_idx = make_splits(
         strata, pool, test, val,
         val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
-        train_size=train_size, labels_per_class=labels_per_class,
+        train_size=train_size, labels_per_class=labels_per_class, groups=group_ids,
     )
     used = np.sort(np.concatenate([train_idx, val_idx, test_idx]))
     if len(used) < len(items):  # a budget left examples unused: drop them (feature extraction is per dataset)
@@ -106,12 +109,13 @@ def _finish(
         items, y = [items[i] for i in used], y[used]
         refs, keys = [refs[i] for i in used], [keys[i] for i in used]
         targets = {k: dataclasses.replace(t, y=t.y[used]) for k, t in targets.items()}
+        group_ids = group_ids[used] if group_ids is not None else None
         train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
     decided = {**decided, "task": how}
     ds = Dataset(
         modality=modality, classes=classes, items=items, y=y, refs=refs, keys=keys,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, name=name,
-        task=task, skipped=skipped, decided=decided, targets=targets,
+        task=task, skipped=skipped, decided=decided, targets=targets, groups=group_ids,
     )
     (check_targets if targets else check_labels_in_train)(ds)
     return ds
@@ -151,18 +155,21 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
 
 
 def _load_table(path: Path, test: Path | None, text_col: str | list[str] | None, label_col: str | list[str] | None,
-                header: str, delimiter: str | None, strict: bool, separate: bool = False, **split_kw) -> Dataset:
-    table = read_table(path, text_col, label_col, header, delimiter, strict, partial=separate)
-    texts, labels, refs, skipped = table.texts, table.labels, table.refs, table.skipped
+                header: str, delimiter: str | None, strict: bool, separate: bool = False, group_col: str | None = None,
+                **split_kw) -> Dataset:
+    table = read_table(path, text_col, label_col, header, delimiter, strict, partial=separate, group_col=group_col)
+    texts, labels, refs, skipped, groups = table.texts, table.labels, table.refs, table.skipped, table.groups
     n_test = 0
     if test is not None:  # its columns are detected on their own: SST-2's dev.tsv names them differently from train.tsv
-        t2 = read_table(test, text_col, label_col, header, delimiter, strict, partial=separate)
+        t2 = read_table(test, text_col, label_col, header, delimiter, strict, partial=separate, group_col=group_col)
         texts, labels, refs, skipped, n_test = texts + t2.texts, labels + t2.labels, refs + t2.refs, skipped + t2.skipped, len(t2.texts)
+        groups = groups + t2.groups if groups is not None and t2.groups is not None else groups
     if image_column(texts, path):  # an image table: a column of image paths, relative to the table
-        return _image_table(path, texts, labels, refs, skipped, len(texts) - n_test, table, strict, separate, **split_kw)
+        return _image_table(path, texts, labels, refs, skipped, len(texts) - n_test, table, strict, separate, groups,
+                            **split_kw)
     keys = [t if isinstance(t, str) else "\x1f".join(t) for t in texts]  # a pair: both texts identify it
     return _finish("text", path.stem, texts, labels, refs, keys, len(texts) - n_test, 0, n_test, skipped,
-                   table.decided, where=str(path), columns=table.label_columns, separate=separate, **split_kw)
+                   table.decided, where=str(path), columns=table.label_columns, separate=separate, groups=groups, **split_kw)
 
 
 def image_column(cells: list[Any], table: Path) -> bool:
@@ -176,7 +183,8 @@ def image_column(cells: list[Any], table: Path) -> bool:
 
 
 def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str], skipped: list[tuple[str, str]],
-                 n_pool: int, table: Any, strict: bool, separate: bool, **split_kw: Any) -> Dataset:
+                 n_pool: int, table: Any, strict: bool, separate: bool, groups: list[str] | None = None,
+                 **split_kw: Any) -> Dataset:
     """Images named by a table (multilabel and regression images, or any labels): decoded once like a folder's,
     an unreadable or missing one skipped by the same policy (named by its table row)."""
     files = [Path(c) if Path(c).is_absolute() else path.parent / c for c in cells]
@@ -200,7 +208,7 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
     return _finish("image", path.stem, [keep[i] for i in rows], [labels[i] for i in rows], [refs[i] for i in rows],
                    [file_key(files[i]) for i in rows], sum(1 for i in rows if i < n_pool), 0,
                    sum(1 for i in rows if i >= n_pool), skipped, decided, where=str(path), columns=table.label_columns,
-                   separate=separate, **split_kw)
+                   separate=separate, groups=[groups[i] for i in rows] if groups is not None else None, **split_kw)
 
 
 def demo_table_path() -> Path:
@@ -241,42 +249,77 @@ def load_data(
     labels_per_class: int | None = None,
     multitask: bool = False,
     tasks: dict[str, str] | None = None,
+    group_col: str | None = None,
+    dedupe: bool = False,
 ) -> Dataset:
     """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices.
 
     Several targets (`multitask`, see `data._targets`): ``multitask=True`` makes every label column of a table a
     task of its own; ``tasks`` (name -> folder or table) reads several datasets, each split as it would be alone,
-    side by side (``source`` is then not read)."""
-    if tasks:
+    side by side (``source`` is then not read). ``group_col``: a table's column of groups, each kept on one
+    side of every split.
+
+    Copies of reported examples on the training side are always looked for (`find_leaks`: exact, and near) and
+    kept in ``Dataset.leakage``; ``dedupe`` drops them from the training and selection splits.
+    """
+    if tasks:  # each task's data checked (and deduplicated) on its own split, then side by side
         kw = dict(text_col=text_col, label_col=label_col, task_type=task_type, label_sep=label_sep, header=header,
                   delimiter=delimiter, strict=strict, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                  train_size=train_size, labels_per_class=labels_per_class)
-        return merge_datasets({name: load_data(path, **kw) for name, path in tasks.items()})
-    split_kw = dict(
-        task_type=task_type, label_sep=label_sep,
-        seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
-        train_size=train_size, labels_per_class=labels_per_class,
-    )
-    src = str(source)
-    if src in BUILTINS and not Path(src).exists():
-        if test is not None:
-            raise DataError(f"--test cannot be combined with the built-in data {src!r}")
-        return _load_builtin(src, **split_kw)
-    p = Path(src).expanduser()
-    test_p = Path(test).expanduser() if test is not None else None
-    if not p.exists():
-        raise DataError(f"{p}: no such file or folder (built-in data sets: {', '.join(BUILTINS)})")
-    if multitask and (p.is_dir() or p.suffix.lower() not in TABLE_EXTENSIONS):
-        raise DataError(f"{p}: several targets from one source need a table with several label columns; for image "
-                        "folders give one dataset per task (--task NAME=FOLDER)")
-    if p.is_dir():
-        return _load_images(p, test_p, strict, **split_kw)
-    if p.suffix.lower() in TABLE_EXTENSIONS:
-        return _load_table(p, test_p, text_col, label_col, header, delimiter, strict, separate=multitask, **split_kw)
-    raise DataError(
-        f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
-        f"({', '.join(sorted(TABLE_EXTENSIONS))})"
-    )
+                  train_size=train_size, labels_per_class=labels_per_class, group_col=group_col, dedupe=dedupe)
+        parts = {name: load_data(path, **kw) for name, path in tasks.items()}
+        merged = merge_datasets(parts)
+        found = [d.leakage or {} for d in parts.values()]
+        merged.leakage = {k: sum(f.get(k, 0) for f in found) for k in ("exact", "near", "training_copies")} | {
+            "groups": [g for f in found for g in f.get("groups", [])], "dropped": dedupe,
+            "seconds": sum(f.get("seconds", 0.0) for f in found)}
+        return merged
+
+    def read() -> Dataset:
+        split_kw = dict(
+            task_type=task_type, label_sep=label_sep,
+            seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+            train_size=train_size, labels_per_class=labels_per_class,
+        )
+        src = str(source)
+        if group_col is not None and (src in BUILTINS and not Path(src).exists() or Path(src).is_dir()):
+            raise DataError(f"option --group-col: {src} is not a table; groups are a column of a table (for images: a "
+                            "table with a column of image paths and one of groups)")
+        if src in BUILTINS and not Path(src).exists():
+            if test is not None:
+                raise DataError(f"--test cannot be combined with the built-in data {src!r}")
+            return _load_builtin(src, **split_kw)
+        p = Path(src).expanduser()
+        test_p = Path(test).expanduser() if test is not None else None
+        if not p.exists():
+            raise DataError(f"{p}: no such file or folder (built-in data sets: {', '.join(BUILTINS)})")
+        if multitask and (p.is_dir() or p.suffix.lower() not in TABLE_EXTENSIONS):
+            raise DataError(f"{p}: several targets from one source need a table with several label columns; for image "
+                            "folders give one dataset per task (--task NAME=FOLDER)")
+        if p.is_dir():
+            return _load_images(p, test_p, strict, **split_kw)
+        if p.suffix.lower() in TABLE_EXTENSIONS:
+            return _load_table(p, test_p, text_col, label_col, header, delimiter, strict, separate=multitask,
+                               group_col=group_col, **split_kw)
+        raise DataError(
+            f"{p}: unsupported file type {p.suffix!r}; give an image folder or a table "
+            f"({', '.join(sorted(TABLE_EXTENSIONS))})"
+        )
+
+    ds = read()
+    leaks = find_leaks(ds)
+    if leaks["groups"]:
+        g = leaks["groups"][0]
+        warn(f"{leaks['exact'] + leaks['near']} example(s) of the reported split have copies on the training side "
+             f"({leaks['exact']} exact, {leaks['near']} near), e.g. {g['held_out']} = {g['training'][0]}: the held-out "
+             + ("figure would be flattered; their training copies are dropped (--dedupe)" if dedupe else
+                "figure is flattered; --dedupe drops the training copies, --group-col keeps related examples together"))
+    if dedupe and leaks["training_positions"]:
+        ds = without_leaks(ds, leaks)
+        (check_targets if ds.targets else check_labels_in_train)(ds)
+    ds.leakage = {k: v for k, v in leaks.items() if k != "training_positions"} | {
+        "training_copies": len(leaks["training_positions"]), "dropped": bool(dedupe and leaks["training_positions"])}
+    return ds
+
 
 
 def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tuple[list[Any], list[str]]:

@@ -45,6 +45,12 @@ class Dataset:
     decided: dict[str, dict[str, str]] = field(default_factory=dict)  # what the reader chose (see data.Table)
     # several targets (`multitask`: task "multitask", ``classes`` the task names, ``y`` the split strata)
     targets: dict[str, Any] = field(default_factory=dict)
+    # ``--group-col``: a group per example (str); splits and cross-validation folds keep each group on one side
+    groups: np.ndarray | None = None
+    # what `data.find_leaks` found when the data was read (copies across the training and reported splits)
+    leakage: dict[str, Any] | None = None
+    # each example's fingerprints for the leakage check (`data._leakage.example_hashes`), computed once
+    hashes: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS and not (self.task == "multitask" and self.targets):
@@ -93,7 +99,30 @@ class Dataset:
             "train_counts": counts(self.train_idx),
             "skipped": len(self.skipped),
             "decided": self.decided,
+            **({"leakage": self.leakage} if self.leakage is not None else {}),
         }
+
+    def stats(self) -> dict[str, Any]:
+        """What a report shows of the data: examples per class (positives per label) and split, image sizes as read
+        (longest side capped at decoding) or text lengths in words, as min / median / 95th percentile / max."""
+        out: dict[str, Any] = {}
+        if not self.targets:  # examples per class, or positives per label; a regression target has no counts
+            parts = {"train": self.train_idx, "selection": self.val_idx, "held_out": self.test_idx}
+            counts = {k: self.kind.counts(self.y, idx, self.classes) for k, idx in parts.items()}
+            if all(isinstance(v, int) for v in counts["train"].values()):
+                out["balance"] = {c: {k: v[c] for k, v in counts.items()} for c in self.classes}
+
+        def quantiles(name: str, values: np.ndarray) -> dict[str, Any]:
+            q = np.percentile(values, [0, 50, 95, 100])
+            return {"measure": name, "min": int(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": int(q[3])}
+
+        if self.items and isinstance(self.items[0], np.ndarray):
+            hw = np.array([a.shape[:2] for a in self.items])
+            out["image_size"] = [quantiles("height", hw[:, 0]), quantiles("width", hw[:, 1])]
+        elif self.items:
+            words = np.array([len((x if isinstance(x, str) else " ".join(x)).split()) for x in self.items])
+            out["text_words"] = [quantiles("words", words)]
+        return out
 
 
 AMBIGUOUS_INTEGERS = 20  # more distinct integers than this: classes or values? `--task-type` decides
@@ -201,6 +230,26 @@ def stratified_holdout(y: np.ndarray, idx: np.ndarray, fraction: float, rng: np.
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def grouped_holdout(y: np.ndarray, idx: np.ndarray, groups: np.ndarray, fraction: float,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``idx`` into (kept, held_out), about ``fraction`` held out, every group wholly on one side and the
+    classes as balanced as the groups allow: the first fold of scikit-learn's ``StratifiedGroupKFold`` with
+    round(1 / fraction) folds."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(np.unique(groups[idx]))
+    if fraction <= 0 or n_groups < 2:
+        return idx, idx[:0]
+    k = min(n_groups, max(2, int(round(1.0 / fraction))))
+    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=int(rng.integers(2**31 - 1)))
+    with warnings.catch_warnings():  # "the least populated class has fewer members than n_splits": expected here
+        warnings.simplefilter("ignore", UserWarning)
+        kept, held = next(splitter.split(np.zeros(len(idx)), y[idx], groups[idx]))
+    return np.sort(idx[kept]), np.sort(idx[held])
+
+
 def per_class_subset(y: np.ndarray, idx: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
     out = []
     for c in np.unique(y[idx]):
@@ -230,6 +279,7 @@ def make_splits(
     seed: int,
     train_size: int | None = None,
     labels_per_class: int | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decide train/val/test indices from what the data layout provides.
 
@@ -241,11 +291,18 @@ def make_splits(
     budget: with 8 labels per class there are 8 labeled examples in all, as
     for a user who has 8. When some class has fewer than `MIN_PER_CLASS_FOR_VAL`
     examples no selection split is carved; strategies then select by
-    cross-validation or use their fixed schedule.
+    cross-validation or use their fixed schedule. ``groups`` (one per example): the carved splits keep every
+    group on one side (`grouped_holdout`).
     """
     rng = np.random.default_rng(seed)
+
+    def holdout(idx: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        if groups is not None:
+            return grouped_holdout(y, idx, groups, fraction, rng)
+        return stratified_holdout(y, idx, fraction, rng)
+
     if test is None:
-        pool, test = stratified_holdout(y, pool, test_fraction, rng)
+        pool, test = holdout(pool, test_fraction)
     if labels_per_class is not None:
         pool = per_class_subset(y, pool, labels_per_class, rng)
     if train_size is not None:
@@ -254,7 +311,7 @@ def make_splits(
         smallest = np.bincount(y[pool]).astype(float)
         smallest = smallest[smallest > 0].min() if len(pool) else 0
         if val_fraction > 0 and smallest >= MIN_PER_CLASS_FOR_VAL:
-            pool, val = stratified_holdout(y, pool, val_fraction, rng)
+            pool, val = holdout(pool, val_fraction)
         else:
             val = pool[:0]
     return pool, val, test

@@ -215,6 +215,7 @@ class Table:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
     decided: dict[str, dict[str, str]] = field(default_factory=dict)
     label_columns: list[str] = field(default_factory=list)
+    groups: list[str] | None = None  # ``--group-col``: each usable row's group (a blank cell: the row alone)
 
 
 def as_columns(value: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -232,12 +233,14 @@ def _cell(v: Any) -> Any:
 
 
 def read_table(path: Path, text_col: str | list[str] | None = None, label_col: str | list[str] | None = None,
-               header: str = "auto", delimiter: str | None = None, strict: bool = False, partial: bool = False) -> Table:
+               header: str = "auto", delimiter: str | None = None, strict: bool = False, partial: bool = False,
+               group_col: str | None = None) -> Table:
     """Read a labeled text table; refs are ``file:line`` (the line an editor shows).
 
     ``text_col``: one column, or two (a pair of texts, e.g. sentence1 and sentence2, encoded as the
     backbone's tokenizer encodes pairs). ``label_col``: one column, or several (one multilabel target of
-    0/1 columns, or several regression values; see `headstart.targets`).
+    0/1 columns, or several regression values; see `headstart.targets`). ``group_col``: a column whose equal
+    values must stay on one side of every split (``Table.groups``).
     A row with a missing label or an empty text is skipped, with one warning naming up to 10 of them (the
     same policy as unreadable images); ``strict`` makes the first one an error. No usable row at all, or a
     class whose every row was skipped, is an error either way. ``partial`` (several targets): a row is skipped
@@ -275,6 +278,11 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     if set(tcs) & set(lcs):
         both = sorted(str(c) for c in set(tcs) & set(lcs))
         raise DataError(f"{path}: text and label columns are both {both[0]!r}; set --text-col and --label-col")
+    gc = _resolve_col(df, group_col, "--group-col", path) if group_col is not None else None
+    if gc is not None and gc in set(tcs) | set(lcs):
+        raise DataError(f"{path}: --group-col {group_col!r} is also the text or label column; name the column that "
+                        "identifies the groups (a patient, a user, a document)")
+    cells = df[gc].tolist() if gc is not None else None
     table = Table([], [], [], label_columns=[str(c) for c in lcs], decided={
         "text": {"value": " + ".join(str(c) for c in tcs), "how": how_text, "flag": "--text-col"},
         "label": {"value": ", ".join(str(c) for c in lcs), "how": how_label, "flag": "--label-col"},
@@ -284,6 +292,9 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
                                       "flag": "--delimiter"}
         table.decided["header"] = {"value": "yes" if has_header else "no",
                                    "how": "given" if header != "auto" else "detected", "flag": "--header"}
+    if gc is not None:
+        table.groups = []
+        table.decided["group"] = {"value": str(gc), "how": "given", "flag": "--group-col"}
     lost_labels = set()
     lines = df.attrs.get("lines") or [None] * len(df)  # JSON and Parquet rows have no line: named by position
     texts = list(zip(*(df[c].tolist() for c in tcs)))
@@ -306,6 +317,8 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
             else:
                 table.labels.append(_cell(labs[0]) if len(labs) == 1 else tuple(_cell(v) for v in labs))
             table.refs.append(ref)
+            if table.groups is not None:
+                table.groups.append(ref if _blank(cells[i]) else str(_cell(cells[i])).strip())
     if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
              f"with the fewest distinct values, as the label and {tcol!r} as the text; --label-col/--text-col to choose")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import numpy as np
 
 from .._io import atomic_write_text
 from ._mpl import subplots
-from ._run import _fmt, page_head
+from ._html import esc, figure, fmt, grid, page
 
 
 def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
@@ -39,30 +38,19 @@ def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
     return path
 
 
-def _grid(records: list[dict[str, Any]], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('n/a' if r.get(c) is None else _fmt(r.get(c)))}</td>" for c in columns) + "</tr>"
-        for r in records
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def write_rank_report(out_dir: Path, payload: dict[str, Any]) -> Path:
     metrics = payload["metrics"]
     columns = ["rank", "candidate", *metrics, "dim", "params", "extract_s", "score_s", *(["proxy_s"] if "proxy" in metrics else [])]
-    helps = "".join(f"<li><b>{html.escape(m)}</b>: {html.escape(h)}</li>" for m, h in payload["metric_help"].items())
-    page = f"""{page_head("headstart rank")}
-<h1>Which backbone for {html.escape(str(payload['data']))}?</h1>
-<p>Recommended: <b>{html.escape(str(payload['recommended']))}</b>, by <b>{html.escape(payload['by'])}</b>
-(goal: {html.escape(payload['goal'])}). Scored on {payload['n_examples']} training examples (the reported split is not used);
+    helps = "".join(f"<li><b>{esc(m)}</b>: {esc(h)}</li>" for m, h in payload["metric_help"].items())
+    body = f"""<h1>Which backbone for {esc(payload['data'])}?</h1>
+<p class="lead">Recommended: <b>{esc(payload['recommended'])}</b>, by <b>{esc(payload['by'])}</b>
+(goal: {esc(payload['goal'])}). Scored on {payload['n_examples']:,} training examples (the reported split is not used);
 {payload['seconds']:.1f} s in all.</p>
-{_grid(payload['candidates'], columns)}
+{grid(payload['candidates'], columns)}
 <ul>{helps}</ul>
-<figure><img src="rank.png" alt="scores per candidate"></figure>
-</body></html>"""
+{figure(out_dir / "rank.png", "scores per candidate")}"""
     out = out_dir / "report.html"
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("headstart rank", body))
     return out
 
 
@@ -97,14 +85,12 @@ def plot_domains(source: np.ndarray, target: np.ndarray, names: tuple[str, str],
 
 
 def write_distance_report(out_dir: Path, payload: dict[str, Any]) -> Path:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td><td>{html.escape(payload['help'][k])}</td></tr>"
+    rows = "".join(f"<tr><th>{esc(k)}</th><td class=num>{esc(fmt(k, v))}</td><td>{esc(payload['help'][k])}</td></tr>"
                    for k, v in payload["distances"].items())
-    page = f"""{page_head("headstart distance")}
-<h1>{html.escape(payload['source'])} vs {html.escape(payload['target'])}</h1>
-<p>In the feature space of <b>{html.escape(payload['model'])}</b> ({payload['n_source']} vs {payload['n_target']} examples).</p>
-<table><tr><th>measure</th><th>value</th><th>meaning</th></tr>{rows}</table>
-<figure><img src="domains.png" alt="both domains in 2-D"></figure>
-</body></html>"""
+    body = f"""<h1>{esc(payload['source'])} vs {esc(payload['target'])}</h1>
+<p class="lead">In the feature space of <b>{esc(payload['model'])}</b> ({payload['n_source']:,} vs {payload['n_target']:,} examples).</p>
+<table><tr><th>Measure</th><th>Value</th><th>Meaning</th></tr>{rows}</table>
+{figure(out_dir / "domains.png", "both domains in 2-D")}"""
     out = out_dir / "report.html"
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("headstart distance", body))
     return out

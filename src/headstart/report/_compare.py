@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 from .._io import atomic_write_text
-from ._choose import _grid
+from ._html import esc, figure, grid, page
 from ._mpl import subplots
-from ._run import page_head
 
 
 def plot_data_efficiency(df: Any, path: Path) -> Path:
@@ -19,9 +17,17 @@ def plot_data_efficiency(df: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = subplots(figsize=(6.4, 4.2))
     key = "score" if "score" in df and df["score"].notna().all() else "accuracy"
-    for strategy, part in df.groupby("strategy", sort=False):
+    for i, (strategy, part) in enumerate(df.groupby("strategy", sort=False)):
         part = part.sort_values("labels_per_class")
-        ax.plot(part["labels_per_class"], part[key], marker="o", label=strategy)
+        color = f"C{i % 10}"
+        if "seeds_mean" in part and part["seeds_mean"].notna().all():  # the mean over seeds, ± their std
+            ax.errorbar(part["labels_per_class"], part["seeds_mean"], yerr=part["seeds_std"], marker="o", capsize=3,
+                        color=color, label=f"{strategy} (mean of seeds ± std)")
+        else:
+            ax.plot(part["labels_per_class"], part[key], marker="o", color=color, label=strategy)
+        if "cv_mean" in part and part["cv_mean"].notna().all():  # cross-validated on the training part
+            ax.errorbar(part["labels_per_class"], part["cv_mean"], yerr=part["cv_std"], marker="s", ls="--", capsize=3,
+                        color=color, alpha=0.7, label=f"{strategy} (CV mean ± std)")
     ax.set_xscale("log")
     ticks = sorted(df["labels_per_class"].unique())
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -37,20 +43,20 @@ def plot_data_efficiency(df: Any, path: Path) -> Path:
 
 
 def write_compare_report(out_dir: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
-    columns = ["strategy", "budget", "labels_per_class", "score", "score_name", "accuracy", "macro_f1", "wall_seconds", "train_seconds",
-               "trainable_parameters", "trainable_percent", "samples_per_second"]
+    columns = ["strategy", "budget", "labels_per_class", "score", "cv_mean", "cv_std", "cv_ci95", "seeds_mean", "seeds_std",
+               "accuracy", "macro_f1", "wall_seconds", "train_seconds", "trainable_parameters", "trainable_percent",
+               "samples_per_second"]
     options = ", ".join(f"{k}={v}" for k, v in record.get("options", {}).items()) or "defaults"
-    page = f"""{page_head("headstart compare")}
-<h1>Strategies on {html.escape(str(record['data']))}</h1>
-<p>Each row is one run (same seed, same held-out split). Budget = labeled examples per class given to the
-strategy (training + selection), <i>all</i> = every one. Fit options: {html.escape(options)}.
-Trainable parameters as a percentage of the backbone's.</p>
-<figure><img src="data_efficiency.png" alt="accuracy vs labels per class"></figure>
-{_grid(rows, columns)}
-<p>Each run's own report: <code>runs/&lt;strategy&gt;-&lt;budget&gt;/report.html</code>.</p>
-</body></html>"""
+    name = str(rows[0].get("score_name", "score")).replace("_", " ") if rows else "score"
+    body = f"""<h1>Strategies on {esc(record['data'])}</h1>
+<p class="lead">Each row is one run (same seed, same held-out split); the score is the held-out {esc(name)}. Budget =
+labeled examples per class given to the strategy (training + selection), <i>all</i> = every one. Fit options:
+{esc(options)}. Trainable parameters as a percentage of the backbone's.</p>
+{figure(out_dir / "data_efficiency.png", "held-out score against labels per class")}
+{grid(rows, columns)}
+<p class="muted">Each run's own report: <code>runs/&lt;strategy&gt;-&lt;budget&gt;/report.html</code>.</p>"""
     out = out_dir / "report.html"
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("headstart compare", body))
     return out
 
 
@@ -80,19 +86,17 @@ def plot_fewshot(rows: list[dict[str, Any]], path: Path, ways: int) -> Path:
 
 def write_fewshot_report(out_dir: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
     split = record.get("classes", {})
-    classes = "".join(f"<li>meta-{html.escape(k)} ({len(v)}): {html.escape(', '.join(v) or '(none)')}</li>"
+    classes = "".join(f"<li>meta-{esc(k)} ({len(v)}): {esc(', '.join(v) or '(none)')}</li>"
                       for k, v in split.items())
-    page = f"""{page_head("headstart fewshot")}
-<h1>Few-shot on {html.escape(str(record['data']))}</h1>
+    body = f"""<h1>Few-shot on {esc(record['data'])}</h1>
 <p>{record['episodes']} meta-test episodes per shot count, {record['ways']}-way, up to {record['queries']} queries per
 class; every method is scored on the same episodes, of classes no trained method saw. Accuracy is the mean over
 episodes, ± the half-width of its 95% interval. <i>prototypes</i> and <i>linear</i> use the pretrained backbone's
 features without any training: the baselines every meta-learning result is read against.</p>
-<figure><img src="fewshot.png" alt="meta-test accuracy per method"></figure>
-{_grid(rows, ["method", "shots", "accuracy", "ci95", "episodes", "wall_seconds", "train_seconds", "score_seconds"])}
+{figure(out_dir / "fewshot.png", "meta-test accuracy per method")}
+{grid(rows, ["method", "shots", "accuracy", "ci95", "episodes", "wall_seconds", "train_seconds", "score_seconds"])}
 <ul>{classes}</ul>
-<p>Each trained method's run: <code>runs/&lt;method&gt;-&lt;K&gt;shot/report.html</code>.</p>
-</body></html>"""
+<p class="muted">Each trained method's run: <code>runs/&lt;method&gt;-&lt;K&gt;shot/report.html</code>.</p>"""
     out = out_dir / "report.html"
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("headstart fewshot", body))
     return out

@@ -190,6 +190,26 @@ class Run:
         probs = predict_outputs(backbone, head, items, batch_size)
         return self.records(refs, probs, classes)
 
+    def explain(self, inputs: Any, method: str = "auto", target: str | int | None = None, steps: int = 32,
+                text_col: str | list[str] | None = None, out: str | Path | None = None) -> dict[str, Any]:
+        """Attributions of ``inputs`` (as `predict` takes them), written to ``RUN/explain/`` (or ``out``): Grad-CAM
+        or integrated gradients for images (PNG each), token attributions for texts (one HTML page), through
+        Captum (`headstart.run.explain`). Each explains the predicted class, or ``target``. Returns what was
+        written, per input: file, class explained, its probability, the method."""
+        from .explain import EXPLAIN_DIR, explain, write_explanations
+
+        if self.tasks:
+            raise HeadstartError(f"{self.path}: explain one task at a time is not supported for a multitask run")
+        items, refs = self.resolve_inputs(inputs, text_col)
+        got = explain(self.backbone, self.head, self.modality, items, refs, self.classes, method, target, steps)
+        folder = Path(out) if out is not None else self.path / EXPLAIN_DIR
+        files = write_explanations(folder, got, items, f"headstart explain {self.path.name}")
+        rows = [{"input": a.ref, "class": a.target, "probability": a.probability, "method": a.method,
+                 **({"convergence_delta": a.convergence} if a.convergence is not None else {})} for a in got]
+        for row, f in zip(rows, files if self.modality == "image" else files * len(rows)):
+            row["file"] = str(f)
+        return {"folder": str(folder), "explanations": rows}
+
     def adapted(self, support: str | Path | Dataset, text_col: str | None = None) -> tuple[Backbone, Head, list[str]]:
         """This run's network fitted to a support set: (backbone, head over the support's classes, class names)."""
         import torch
@@ -295,7 +315,7 @@ class Run:
         return [ds.items[i] for i in idx], np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
 
     def export(self, **options: Any) -> dict[str, Any]:
-        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on held-out data; see `headstart.run.export`."""
+        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on the selection split (held-out split reported); see `headstart.run.export`."""
         from .export import export_run
 
         self._onnx = None  # the export may name a new default file

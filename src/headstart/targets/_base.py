@@ -59,6 +59,8 @@ class TaskType:
     headline: ClassVar[tuple[str, ...]] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
     # Outputs are one probability per name (classes, labels), not values.
     probabilities: ClassVar[bool] = True
+    # One class per example, its outputs a distribution: top-label calibration (ECE, temperature) applies.
+    calibrates: ClassVar[bool] = False
     # Something is chosen on the selection split after training (`decide`).
     decides: ClassVar[bool] = False
 

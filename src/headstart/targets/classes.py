@@ -41,6 +41,8 @@ def normalise(raw: list[str], refs: list[str], what: str) -> list[str]:
 class Classes(TaskType):
     """What binary and multiclass share: class ids, cross-entropy-style losses, the classification metrics."""
 
+    calibrates = True
+
     @classmethod
     def encode(cls, raw: list[Any], refs: list[str], where: str, sep: str | None = None,
                names: list[str] | None = None) -> tuple[list[str], np.ndarray]:
@@ -59,7 +61,8 @@ class Classes(TaskType):
 
     @classmethod
     def metrics(cls, y: np.ndarray, outputs: np.ndarray, names: list[str], decisions: dict[str, Any] | None = None) -> dict[str, Any]:
-        """accuracy, balanced accuracy, macro-F1, log-loss, ROC AUC (binary), confusion matrix, per-class recall."""
+        """accuracy, balanced accuracy, macro-F1, log-loss, ROC AUC (binary), confusion matrix, per-class
+        precision, recall, F1 and support."""
         from sklearn import metrics as skm
 
         labels = list(range(len(names)))
@@ -77,8 +80,9 @@ class Classes(TaskType):
             out["roc_auc"] = float(skm.roc_auc_score(y, outputs[:, 1]))
         cm = skm.confusion_matrix(y, pred, labels=labels)
         out["confusion_matrix"] = cm.tolist()
-        recall = cm.diagonal() / np.maximum(cm.sum(1), 1)
-        out["per_class_recall"] = {names[i]: float(recall[i]) for i in labels}
+        prec, rec, f1, support = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+        out["per_class"] = {names[i]: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                                       "support": int(support[i])} for i in labels}
         return with_score(cls, out)
 
     @staticmethod

@@ -163,7 +163,21 @@ def _row(run: Any, strategy: str, budget: int | None) -> dict[str, Any]:
         "trainable_parameters": int(trainable), "backbone_parameters": int(backbone),
         "trainable_percent": round(100.0 * trainable / max(1, backbone), 3),
         "samples_per_second": f.get("samples_per_second"), "run": str(run.path),
+        **_spread_columns(m),
     }
+
+
+def _spread_columns(m: dict[str, Any]) -> dict[str, Any]:
+    """With --cv: the folds' mean score, its std and 95% interval; with --seeds: the held-out score's mean and
+    std over the seeds (the row's ``score`` is the kept seed's)."""
+    out: dict[str, Any] = {}
+    cv = m.get("cv", {}).get("figures", {}).get("score")
+    if cv:
+        out.update(cv_mean=cv["mean"], cv_std=cv["std"], cv_ci95=f"{cv['ci95_low']:.4f} to {cv['ci95_high']:.4f}")
+    sd = m.get("seeds", {}).get("spread", {}).get("test_score")
+    if sd:
+        out.update(seeds_mean=sd["mean"], seeds_std=sd["std"])
+    return out
 
 
 def _write(folder: Path, record: dict[str, Any], rows: list[dict[str, Any]]) -> None:

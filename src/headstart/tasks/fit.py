@@ -34,8 +34,9 @@ from ..backbones import build_backbone, preflight
 from ..config import FitConfig
 from ..data import Dataset
 from ..errors import ConfigError, HeadstartError, kind_of
-from ..report import decided_rows, plot_confusion, plot_learning_curves, write_report
+from ..report import decided_rows, plot_confusion, plot_learning_curves, plot_reliability, write_report
 from ..targets import get_task_type
+from ..training.loggers import log_run, make_loggers
 from ..training.strategies import FitContext, Outcome, Strategy, get_strategy, options_for
 from .rank_index import predicted_for
 
@@ -153,17 +154,22 @@ class Fitted:
 
 
 def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Backbone | None = None,
-                 record: bool = True, held_out: bool = True) -> Fitted:
+                 record: bool = True, held_out: bool = True, folds: bool = True,
+                 callbacks: list[Any] | None = None) -> Fitted:
     """Fit ``cfg`` and write its run directory (see the module docstring for the order).
 
     ``dataset``: an already-loaded `Dataset` (else ``cfg.data`` is read); ``backbone``: an already-built
     backbone (else ``cfg.model`` is built). ``record=False`` skips what only a person reads (plots, report,
     what `rank` predicted): for internal fits such as the ranking proxy. ``held_out=False`` leaves the reported
     split unscored: for fits that a search chooses between (`tune`'s trials), which must not see it.
+    ``cfg.cv`` runs the folds too (`tasks.cv`), which call this with ``folds=False`` for each fit.
+    ``callbacks``: Lightning callbacks for the training loop (`tune`'s pruning of bad trials).
     """
     t_start = time.perf_counter()
     strategy_cls = get_strategy(cfg.strategy)
     options_for(cfg)  # fail on a misspelled strategy or a bad option before any work
+    if cfg.cv and folds:
+        return _run_folds(cfg, cfg.cv, dataset=dataset, backbone=backbone, record=record, held_out=held_out)
     seeds = cfg.seeds if cfg.seeds is not None else strategy_cls.default_seeds
     if seeds > 1:
         return _run_seeds(cfg, seeds, dataset=dataset, backbone=backbone, record=record, held_out=held_out)
@@ -193,6 +199,9 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
             dump_config(out, {**cfg.to_dict(), "resume": False})
         strategy = strategy_cls(cfg)
         ctx = FitContext(cfg=cfg, data=ds, backbone=backbone, head=None, run_dir=out, cache_dir=cache_dir)  # type: ignore[arg-type]
+        if writer:
+            ctx.loggers = make_loggers(cfg, out, ds.name)
+        ctx.callbacks = list(callbacks or [])
         strategy.new_head(ctx)
         try:
             strategy.prepare(ctx)
@@ -212,12 +221,13 @@ def run_pipeline(cfg: FitConfig, *, dataset: Dataset | None = None, backbone: Ba
     metrics["fit"] = {"strategy": cfg.strategy, "model": cfg.model, **ctx.info,
                       "wall_seconds": round(time.perf_counter() - t_start, 2), skipped: len(ds.skipped)}
     ds = ctx.data  # a strategy may have split it anew (few-shot: by class)
-    metrics["data"] = ds.summary()
+    metrics["data"] = {**ds.summary(), "stats": ds.stats()}
     if predicted:
         metrics["predicted"] = predicted
     if ds.skipped:
         metrics["data"][skipped] = [{"where": f, "reason": r} for f, r in ds.skipped]
     _write(ctx, metrics, outcome, record)
+    log_run(ctx.loggers, ctx.cfg.to_dict(), metrics)
     return Fitted(out, metrics)
 
 
@@ -317,18 +327,96 @@ def _run_seeds(cfg: FitConfig, n: int, *, dataset: Dataset | None, backbone: Bac
     return Fitted(out, metrics)
 
 
+def _run_folds(cfg: FitConfig, k: int, *, dataset: Dataset | None, backbone: Backbone | None, record: bool,
+               held_out: bool) -> Fitted:
+    """``--cv K`` (`tasks.cv`): the fit on the whole training part, as without it, then one fit per fold in
+    ``<out>/folds/fold-J`` (kept without weights); the run's metrics gain ``cv``. Resumes fold by fold."""
+    import copy
+    import json
+
+    import yaml
+
+    from ..run import write_json
+    from .cv import add_to_report, folds
+
+    strategy = get_strategy(cfg.strategy)
+    if strategy.splits_by_class:
+        raise ConfigError(f"option --cv: {cfg.strategy} splits its data by class (few-shot episodes); its interval "
+                          "comes from its test episodes already")
+    ds = dataset if dataset is not None else strategy.read_data(cfg)
+    parts = folds(ds, k, cfg.seed)  # refused (too few examples or groups) before any fit
+    planned = Path(cfg.out) if cfg.out else None
+    if cfg.resume and planned is not None and (planned / "metrics.json").is_file():  # fitted before an interruption
+        main = Fitted(planned, json.loads((planned / "metrics.json").read_text()))
+    else:
+        main = run_pipeline(cfg, dataset=ds, backbone=copy.deepcopy(backbone) if backbone is not None else None,
+                            record=record, held_out=held_out, folds=False)
+    out = main.path
+    metrics = dict(main.metrics)
+    metrics["cv"] = fold_fits(cfg, k, ds, out, backbone, parts)
+    add_to_report(metrics, k)
+    write_json(out / "metrics.json", metrics)
+    if record:
+        write_report(out, yaml.safe_load((out / "config.yaml").read_text()), metrics, metrics["data"],
+                     examples=shown(ds, metrics.get("test", {})))
+    return Fitted(out, metrics)
+
+
+def fold_fits(cfg: FitConfig, k: int, ds: Dataset, out: Path, backbone: Backbone | None = None,
+              parts: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+    """The ``k`` fold fits of ``cfg`` on ``ds``'s training part, in ``<out>/folds/fold-J`` (kept without weights;
+    one finished before an interruption is read back), summarised (`tasks.cv.summarise`)."""
+    import copy
+    import json
+
+    from .cv import fold_dataset, fold_row, folds, summarise
+
+    parts = parts if parts is not None else folds(ds, k, cfg.seed)
+    rows = []
+    for j, (train, scored) in enumerate(parts):
+        folder = out / "folds" / f"fold-{j + 1}"
+        if (folder / "metrics.json").is_file():  # finished before an interruption
+            m = json.loads((folder / "metrics.json").read_text())
+        else:
+            info(f"fold {j + 1} of {k}: training on {len(train)}, scoring {len(scored)}")
+            again = (folder / "checkpoints").is_dir()
+            one = dataclasses.replace(cfg, out=str(folder), resume=again, overwrite=not again)
+            m = run_pipeline(one, dataset=fold_dataset(ds, train, scored, cfg, j), record=False, folds=False,
+                             backbone=copy.deepcopy(backbone) if backbone is not None else None).metrics
+            (folder / "model.safetensors").unlink(missing_ok=True)
+        rows.append(fold_row(j, len(train), m))
+    return summarise(rows, k, grouped=ds.groups is not None)
+
+
 def _evaluate(ctx: FitContext, strategy: Strategy, held_out: bool = True) -> dict[str, Any]:
     """Once on the reported split (unless ``held_out`` is False); the selection split is reported separately
-    (unless it was trained on)."""
-    ds, metrics = ctx.data, {}
+    (unless it was trained on).
+
+    For classes, ``metrics["calibration"]``: the held-out split's ECE and reliability bins, and the temperature
+    fitted on the selection split with what it would give held out; ``metrics["test"]`` gains the most
+    confidently wrong examples and the most confused pairs (by position in the reported split)."""
+    from ..evaluate import calibration, confidently_wrong, confused_pairs
+
+    ds, metrics, outputs = ctx.data, {}, {}
     for split, idx in (("test", ds.test_idx if held_out else ds.test_idx[:0]), ("val", ds.val_idx)):
         if len(idx) and not (split == "val" and strategy.fits_selection_split):
-            metrics[split] = strategy.score(ctx, idx)
+            metrics[split], out = strategy.score(ctx, idx)
+            if out is not None:
+                outputs[split] = out
+    if "test" in outputs and not ds.targets and ds.kind.calibrates:
+        y, refs = ds.y[ds.test_idx], [ds.refs[i] for i in ds.test_idx]
+        sel = (ds.y[ds.val_idx], outputs["val"]) if "val" in outputs else (None, None)
+        metrics["calibration"] = calibration(y, outputs["test"], *sel)
+        metrics["test"]["confidently_wrong"] = [{**w, "ref": refs[w["position"]]}
+                                                for w in confidently_wrong(y, outputs["test"], ds.classes)]
+        metrics["test"]["confused_pairs"] = [{**c, "refs": [refs[p] for p in c["positions"]]}
+                                             for c in confused_pairs(y, outputs["test"], ds.classes)]
     return metrics
 
 
 def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: bool) -> None:
-    """The run directory: weights, history, metrics (with the strategy's own results), plots and report."""
+    """The run directory: weights, history, metrics (with the strategy's own results), plots, report and model
+    card; with ``record``, the confident mistakes' explanations (`run.explain`)."""
     from ..run import save_model, write_history, write_json
 
     out, ds = ctx.run_dir, ctx.data
@@ -337,6 +425,12 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
     metrics.update(outcome.metrics)
     if outcome.summary or outcome.sections:
         metrics["report"] = {"summary": [list(r) for r in outcome.summary], "sections": outcome.sections}
+    examples = shown(ds, metrics.get("test", {})) if record else {}
+    wrong = metrics.get("test", {}).get("confidently_wrong", [])[:EXPLAINED] if record else []
+    if wrong:  # before metrics.json: each gains its explanation
+        from ..run.explain import explain_mistakes
+
+        explain_mistakes(out, ctx.backbone, ctx.head, ds.modality, wrong, [examples[w["ref"]] for w in wrong], ds.classes)
     write_history(out, ctx.history)
     write_json(out / "metrics.json", metrics)
     if record:
@@ -348,9 +442,20 @@ def _write(ctx: FitContext, metrics: dict[str, Any], outcome: Outcome, record: b
             if "confusion_matrix" in m:
                 plot_confusion(m["confusion_matrix"], ds.targets[name].classes, out / "plots" / f"confusion_matrix_{name}.png",
                                f"{name}: confusion matrix (held-out split)")
-        write_report(out, ctx.cfg.to_dict(), metrics, metrics["data"])
+        if "calibration" in metrics:
+            plot_reliability(metrics["calibration"], out / "plots" / "reliability.png")
+        write_report(out, ctx.cfg.to_dict(), metrics, metrics["data"], examples=examples)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     info(f"run written to {out}")
+
+
+EXPLAINED = 6  # confidently wrong held-out examples whose predicted class the report explains
+
+
+def shown(ds: Dataset, test: dict[str, Any]) -> dict[str, Any]:
+    """The examples the report shows (confused pairs, confident mistakes), by where they came from."""
+    refs = {w["ref"] for w in test.get("confidently_wrong", [])} | {r for p in test.get("confused_pairs", []) for r in p["refs"]}
+    return {ds.refs[i]: ds.items[i] for i in ds.test_idx if ds.refs[i] in refs}
 
 
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
@@ -387,6 +492,10 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
         ("model / strategy", f"{fit_info.get('model')} / {fit_info.get('strategy')}"),
     ]
     rows.extend(decided_rows(data.get("decided", {})))
+    leak = data.get("leakage") or {}
+    if leak.get("exact") or leak.get("near"):
+        rows.append(("copies across the splits", f"{leak['exact']} exact, {leak['near']} near"
+                     + (" (training copies dropped)" if leak.get("dropped") else " (--dedupe drops them)")))
     for prefix, t, part in ([("", run.task, test)] if run.task != "multitask" else
                             [(f"{n}: ", run.tasks[n]["task"], m) for n, m in test.get("tasks", {}).items()]):
         for k in get_task_type(t).headline:
@@ -411,4 +520,4 @@ def summary_rows(run: Run) -> list[tuple[str, str]]:
     return rows
 
 
-__all__ = ["Fitted", "as_config", "backbone_for", "fit", "resolve", "run_pipeline", "summary_rows"]
+__all__ = ["Fitted", "as_config", "backbone_for", "fit", "fold_fits", "resolve", "run_pipeline", "summary_rows"]

@@ -396,7 +396,7 @@ def train(trainable: Trainable, ctx: FitContext) -> None:
     # History first: the resume point saves its state, so the row of the epoch just ended must be in it.
     # Time-throttled, not every epoch: a text model + AdamW state is ~270 MB.
     resume_point = _ResumePoint(ckpt, cfg.checkpoint_every)
-    callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []), resume_point]
+    callbacks: list[Callback] = [_History(ctx.history), *([best] if restore else []), resume_point, *ctx.callbacks]
     if cfg.patience > 0 and val_dl is not None:
         callbacks.append(EarlyStopping(monitor="val_loss", patience=cfg.patience, mode="min"))
     show = not quiet()
@@ -411,7 +411,8 @@ def train(trainable: Trainable, ctx: FitContext) -> None:
         num_nodes=cfg.num_nodes,
         strategy=how,
         use_distributed_sampler=False,  # the loaders already give each process its part of every batch
-        logger=CSVLogger(str(ctx.run_dir), name="logs", version=_log_version(ctx.run_dir / "logs", cfg.resume and ckpt.is_file())),
+        logger=[CSVLogger(str(ctx.run_dir), name="logs", version=_log_version(ctx.run_dir / "logs", cfg.resume and ckpt.is_file())),
+                *ctx.loggers],
         callbacks=callbacks,
         enable_progress_bar=show,
         enable_model_summary=False,

@@ -42,6 +42,8 @@ class FitContext:
     history: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     features: np.ndarray | None = None
+    loggers: list[Any] = field(default_factory=list)  # ``--logger``'s trackers besides CSV (`training.loggers`)
+    callbacks: list[Any] = field(default_factory=list)  # Lightning callbacks a caller adds (`tune`'s pruning)
 
 
 class Trainable(Protocol):

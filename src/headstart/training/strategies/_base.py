@@ -170,10 +170,16 @@ class Strategy:
         ``trial`` (an Optuna trial). ``cfg`` is resolved (its learning rate is the one the fit would use).
 
         Every method that trains searches its learning rate, a decade either side of that one, log-uniform;
-        a method adds its own knobs (``super().search_space(...) | {...}``)."""
+        its epochs, from half to twice the resolved default; and, where the data is augmented (images), the
+        augmentation's strength. A method adds its own knobs (``super().search_space(...) | {...}``)."""
         if not cls.trains or not cfg.lr:
             return {}
-        return {"lr": trial.suggest_float("lr", cfg.lr / 10, cfg.lr * 10, log=True)}
+        space = {"lr": trial.suggest_float("lr", cfg.lr / 10, cfg.lr * 10, log=True)}
+        if cfg.epochs:
+            space["epochs"] = trial.suggest_int("epochs", max(1, cfg.epochs // 2), max(2, 2 * cfg.epochs))
+        if cfg.augment not in ("none", "auto"):
+            space["augment"] = trial.suggest_categorical("augment", ["none", "light", "standard"])
+        return space
 
     @classmethod
     def read_data(cls, cfg: FitConfig) -> Any:
@@ -255,12 +261,15 @@ class Strategy:
         return (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
                 else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
 
-    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
-        """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once."""
+    def score(self, ctx: FitContext, idx: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
+        """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once, and the
+        outputs they come from (what the report's calibration and worst examples read), or None for a method
+        that scores something else than each example's output (few-shot: episodes)."""
         from ...evaluate import compute_metrics
 
         ds = ctx.data
-        return compute_metrics(ds.y[idx], self.outputs(ctx, idx), ds.task, ds.classes, ctx.head.decisions())
+        out = self.outputs(ctx, idx)
+        return compute_metrics(ds.y[idx], out, ds.task, ds.classes, ctx.head.decisions()), out
 
     def batcher(self, train: bool, ctx: FitContext) -> Callable[[list[Any]], Any]:
         """Turns a list of examples into a batch (default: the backbone's preprocessing)."""

@@ -204,9 +204,10 @@ class _Episodic(FineTune):
         raise NotImplementedError
 
     # -- scoring and the saved model --------------------------------------------------------
-    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
+    def score(self, ctx: FitContext, idx: np.ndarray) -> tuple[dict[str, Any], None]:
         """Episodes of the classes of ``idx``: ``--eval-episodes`` on the meta-test part, the selection episodes
-        on meta-val. Accuracy over queries per episode, then mean and 95% interval over episodes."""
+        on meta-val. Accuracy over queries per episode, then mean and 95% interval over episodes (no output per
+        example: the answers depend on each episode's support set)."""
         import torch
 
         from ..._progress import track
@@ -233,7 +234,7 @@ class _Episodic(FineTune):
         mean, ci = mean_ci95(accs)
         return {"accuracy": mean, "ci95": ci, "episodes": len(eps), "ways": o.ways, "shots": o.shots,
                 "queries": o.queries, "classes": [ds.classes[c] for c in (self.parts["test"] if test else self.parts["val"])],
-                "seconds": round(time.perf_counter() - t0, 2)}
+                "seconds": round(time.perf_counter() - t0, 2)}, None
 
     def features_suffice(self) -> bool:
         """Whether an episode is scored from fixed features of its examples (else from the examples)."""

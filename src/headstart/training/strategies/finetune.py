@@ -42,8 +42,10 @@ class FineTune(Strategy):
 
     @classmethod
     def search_space(cls, trial: Any, cfg: Any) -> dict[str, Any]:
-        """The learning rate and the layer-wise decay of the rates (1 = one rate for all layers)."""
-        return super().search_space(trial, cfg) | {"layer_decay": trial.suggest_float("layer_decay", 0.5, 1.0)}
+        """The base's knobs, the layer-wise decay of the rates (1 = one rate for all layers) and how many of the
+        lowest layer groups stay frozen (0 to 3: deeper freezing is what `linear` and `gradual` are for)."""
+        return super().search_space(trial, cfg) | {"layer_decay": trial.suggest_float("layer_decay", 0.5, 1.0),
+                                                    "freeze": trial.suggest_int("freeze", 0, 3)}
 
     def __init__(self, cfg: Any):
         super().__init__(cfg)

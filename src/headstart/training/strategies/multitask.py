@@ -251,13 +251,14 @@ class Multitask(FineTune):
                 ctx.head.heads[n].set_decisions(t.kind.decide(t.y[ds.val_idx][m], split[n][m]))
         ctx.info["decisions"] = "chosen on the selection split"
 
-    def score(self, ctx: FitContext, idx: np.ndarray) -> dict[str, Any]:
+    def score(self, ctx: FitContext, idx: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
         """Each task's metrics on its labeled examples of ``idx``; the score is the mean of the task scores."""
         from ...evaluate import multitask_metrics
 
         ds = ctx.data
+        out = self.outputs(ctx, idx)
         return multitask_metrics({n: (t.task, t.classes, t.y[idx]) for n, t in ds.targets.items()},
-                                 ctx.head.split(self.outputs(ctx, idx)), ctx.head.decisions())
+                                 ctx.head.split(out), ctx.head.decisions()), out
 
     def finish(self, ctx: FitContext) -> Outcome:
         ds, o = ctx.data, self.opts

@@ -1,0 +1,148 @@
+"""Leakage between the splits: the same example, or nearly the same, on the training side and in the reported
+split. A random split of data with copies in it puts some copies on both sides, and the held-out figure is
+flattered (a real set of 253 brain MRI images holds 22 groups of identical files).
+
+Every example gets two fingerprints, once per dataset (`example_hashes`, kept on the `Dataset`):
+
+* **exact**: a hash of the content, the decoded pixels (with their shape) or the text as read;
+* **near**: images, a 64-bit perceptual hash (the DCT hash of ``imagehash.phash``: resizing and re-encoding keep
+  it within a few bits) within `NEAR_BITS` bits, confirmed by a 16x16 grayscale thumbnail that differs by at most
+  `NEAR_MAD` grey levels per pixel on average; texts, the text lower-cased, with punctuation and repeated spaces
+  removed, matched exactly.
+
+The confirmation matters: pictures of one kind (scans, hand signs against one wall) share their low frequencies,
+and the hash alone calls distinct ones copies. Measured here (tests/test_leakage.py and the sign-language
+digits): a copy resized and saved again as JPEG differs by 0.3-0.5 grey levels; two shots of one hand sign taken
+in a row by 11-24; two synthetic test pictures of one class by at least 3.4.
+
+`find_leaks` compares the training and selection splits with the reported one; `without_leaks` (``--dedupe``)
+drops the training-side copies. Both run in every fit, on the split that fit scores (each ``--cv`` fold too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from typing import Any
+
+import numpy as np
+
+from .._progress import track
+from ._dataset import Dataset
+
+NEAR_BITS = 8  # of 64: a near-duplicate image's perceptual hash differs from the other's in at most this many bits
+NEAR_MAD = 2.0  # and their 16x16 grayscale thumbnails by at most this many grey levels (of 255) per pixel, on average
+THUMB = 16
+SHOWN = 20  # groups listed in metrics.json and the report (all are counted)
+
+
+def _exact(item: Any) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(item, np.ndarray):
+        h.update(str(item.shape).encode())
+        h.update(np.ascontiguousarray(item).tobytes())
+    else:
+        h.update(("\x1f".join(item) if isinstance(item, tuple) else str(item)).encode("utf-8", "surrogatepass"))
+    return h.digest()
+
+
+def normalise_text(text: Any) -> str:
+    """Lower case, accents folded, punctuation dropped, spaces collapsed: what near-duplicate texts share."""
+    t = "\x1f".join(text) if isinstance(text, tuple) else str(text)
+    t = unicodedata.normalize("NFKD", t.lower())
+    t = "".join(c for c in t if not unicodedata.combining(c))
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s\x1f]", " ", t)).strip()
+
+
+def _near(item: np.ndarray) -> tuple[int, np.ndarray]:
+    """An image's perceptual hash (as an int) and its grayscale thumbnail."""
+    import imagehash
+    from PIL import Image
+
+    img = Image.fromarray(item.squeeze() if item.ndim == 3 and item.shape[-1] == 1 else item)
+    bits = imagehash.phash(img).hash.flatten()
+    thumb = np.asarray(img.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.uint8)
+    return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0]), thumb
+
+
+def _popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 (numpy's own where it has it, 2.0 and later)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
+
+
+def example_hashes(ds: Dataset) -> dict[str, np.ndarray]:
+    """Both fingerprints of every example (computed once per dataset, then kept on it)."""
+    if ds.hashes is not None:
+        return ds.hashes
+    exact = np.array([_exact(x) for x in ds.items], dtype=object)
+    if ds.modality == "image":
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:  # PIL's resize releases the GIL
+            got = list(track(pool.map(_near, ds.items), len(ds.items), "hashing images for duplicates", min_total=500))
+        ds.hashes = {"exact": exact, "near": np.array([h for h, _ in got], dtype=np.uint64),
+                     "thumb": np.stack([t for _, t in got]) if got else np.zeros((0, THUMB, THUMB), np.uint8)}
+        return ds.hashes
+    ds.hashes = {"exact": exact, "near": np.array([normalise_text(x) for x in ds.items], dtype=object)}
+    return ds.hashes
+
+
+def find_leaks(ds: Dataset) -> dict[str, Any]:
+    """Examples of the training or selection split that duplicate one of the reported split.
+
+    ``groups``: per reported example with copies, its ref, the training-side refs, and whether the match is
+    exact or near (first `SHOWN`); ``training_positions``: every training-side copy (indices into ``ds.items``);
+    counts of exact and near matches, and the seconds the check took."""
+    t0 = time.perf_counter()
+    train = np.concatenate([ds.train_idx, ds.val_idx])
+    test = ds.test_idx
+    out: dict[str, Any] = {"exact": 0, "near": 0, "groups": [], "training_positions": []}
+    if not len(train) or not len(test):
+        return {**out, "seconds": 0.0}
+    h = example_hashes(ds)
+    matches: dict[int, tuple[str, list[int]]] = {}
+    by_exact: dict[bytes, list[int]] = {}
+    for i in train:
+        by_exact.setdefault(h["exact"][i], []).append(int(i))
+    for j in test:
+        if h["exact"][j] in by_exact:
+            matches[int(j)] = ("exact", by_exact[h["exact"][j]])
+    rest = [int(j) for j in test if int(j) not in matches]
+    if ds.modality == "image":
+        tr_hash = h["near"][train]
+        for j in rest:  # Hamming distance of 64-bit hashes, one reported image against every training one
+            close = train[_popcount(np.bitwise_xor(tr_hash, h["near"][j])) <= NEAR_BITS]
+            if len(close):  # confirmed by the thumbnails
+                mad = np.abs(h["thumb"][close].astype(np.int16) - h["thumb"][j].astype(np.int16)).mean(axis=(1, 2))
+                close = close[mad <= NEAR_MAD]
+            if len(close):
+                matches[j] = ("near", [int(c) for c in close])
+    else:
+        by_near: dict[str, list[int]] = {}
+        for i in train:
+            by_near.setdefault(h["near"][i], []).append(int(i))
+        for j in rest:
+            if h["near"][j] in by_near:
+                matches[j] = ("near", by_near[h["near"][j]])
+    copies = sorted({i for _, idx in matches.values() for i in idx})
+    out.update(exact=sum(1 for k, _ in matches.values() if k == "exact"), near=sum(1 for k, _ in matches.values() if k == "near"),
+               training_positions=copies, seconds=round(time.perf_counter() - t0, 3))
+    out["groups"] = [{"held_out": ds.refs[j], "training": [ds.refs[i] for i in idx[:5]], "copies": len(idx), "match": kind}
+                     for j, (kind, idx) in sorted(matches.items())[:SHOWN]]
+    return out
+
+
+def without_leaks(ds: Dataset, leaks: dict[str, Any]) -> Dataset:
+    """``ds`` without the training-side copies of reported examples (``--dedupe``); the reported split is kept."""
+    import dataclasses
+
+    drop = np.asarray(leaks["training_positions"], dtype=np.int64)
+    return dataclasses.replace(ds, train_idx=np.setdiff1d(ds.train_idx, drop), val_idx=np.setdiff1d(ds.val_idx, drop))
+
+
+__all__ = ["NEAR_BITS", "NEAR_MAD", "example_hashes", "find_leaks", "normalise_text", "without_leaks"]

@@ -1,0 +1,98 @@
+"""The reports in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Each page is opened at 1280 px; the test asserts what a reader meets: no console error, no broken image, no
+horizontal scrolling, and the sections in their order. ``HEADSTART_SCREENSHOTS=DIR`` also saves a full-page
+screenshot of each (how docs/img/report-*.png are made). Skips, with the reason, where Chromium or Playwright
+is missing; `make test` installs Chromium from the system packages when it can.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import headstart
+
+from .conftest import write_image_folder, write_text_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync = pytest.importorskip("playwright.sync_api")
+    with sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_report(browser, path: Path, shot: str) -> tuple[object, list[str]]:
+    """The page at 1280 px and what its console and page errors said."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:80]}"))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    folder = os.environ.get("HEADSTART_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"report-{shot}.png"), full_page=True)
+    return page, errors
+
+
+def check_page(page, errors: list[str], sections: list[str]) -> None:
+    assert errors == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no horizontal scrolling
+    broken = page.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0 and page.evaluate("document.images.length") > 0
+    found = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")
+    assert [s for s in found if s in sections] == sections, found
+    # self-contained: nothing is fetched from beside the file
+    assert page.evaluate("[...document.images].every(i => i.src.startsWith('data:'))")
+
+
+def test_fit_report_reads_well_in_a_browser(browser, tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "imgs", per_class=24, classes=3, seed=1)
+    run = headstart.fit(data, model="scratch:cnn@32", strategy="finetune", epochs=2, out=str(tmp_path / "a-run-name"))
+    page, errors = open_report(browser, run.path / "report.html", "fit")
+    check_page(page, errors, ["Training", "Calibration", "Mistakes", "Data", "Reproduce"])
+    text = page.inner_text("body")
+    assert "Accuracy" in text and "Expected calibration error (held out)" in text and "Temperature that would fix it" in text
+    assert "n_train" not in text and "kept_epoch" not in text  # human labels, not keys
+    # the headline figures come first, the details are folded away
+    assert page.evaluate("document.querySelector('.cards').getBoundingClientRect().top") < 400
+    assert page.evaluate("[...document.querySelectorAll('details')].every(d => !d.open)")
+    command = page.inner_text("pre")
+    assert command.startswith(f"headstart fit {data} --model scratch:cnn@32") and "--epochs 2" in command
+    # thumbnails of the mistakes are the held-out images themselves
+    assert page.evaluate("document.querySelectorAll('.ex img').length") >= 1
+
+
+def test_compare_rank_and_tune_reports_read_well_in_a_browser(browser, tmp_path: Path) -> None:
+    data = write_text_table(tmp_path / "texts.csv", per_class=16)
+    headstart.compare(data, "linear,finetune", "4,all", model="scratch:bow", epochs=2, out=str(tmp_path / "cmp"))
+    page, errors = open_report(browser, tmp_path / "cmp" / "report.html", "compare")
+    assert errors == [] and page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate("document.images.length") == 1 and "Labels per class" in page.inner_text("table")
+    long_name = "py:" + str(tmp_path / ("a_rather_long_folder_name_" * 4)) + "/model.py:factory"
+    assert len(long_name) > 120
+    headstart.rank(data, ["scratch:bow", "scratch:bow@64"], metrics="logme,knn", goal="linear", out=tmp_path / "rk")
+    html = (tmp_path / "rk" / "report.html").read_text()
+    (tmp_path / "rk" / "report.html").write_text(html.replace("scratch:bow@64", long_name))  # a user's long model path
+    page, errors = open_report(browser, tmp_path / "rk" / "report.html", "rank")
+    assert errors == [] and page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert "LogME" in page.inner_text("table")
+    from headstart.tasks.tune import tune
+
+    tune(str(data), trials=3, strategy="scratch", out=tmp_path / "tn", model="scratch:bow", epochs=2)
+    page, errors = open_report(browser, tmp_path / "tn" / "report.html", "tune")
+    check_page(page, errors, ["Best against the default configuration", "Best values", "The search"])
