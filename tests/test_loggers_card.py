@@ -19,7 +19,7 @@ def tensorboard_scalars(folder: Path) -> dict[str, list[float]]:
     from tensorboardX.proto import event_pb2
 
     out: dict[str, list[float]] = {}
-    for path in sorted(folder.glob("events.out.tfevents.*")):
+    for path in sorted(folder.rglob("events.out.tfevents.*")):  # the curves, and final/ (the end figures)
         raw = path.read_bytes()
         pos = 0
         while pos < len(raw):
@@ -40,6 +40,7 @@ def test_tensorboard_and_mlflow_get_the_curves_and_the_final_figures(tmp_path: P
     scalars = tensorboard_scalars(run.path / "logs" / "tensorboard")
     assert len(scalars["train_loss"]) == 3 and len(scalars["val_loss"]) == 3  # one point per epoch
     assert scalars["test_accuracy"] == [pytest.approx(run.metrics["test"]["accuracy"])]
+    assert list((run.path / "logs" / "tensorboard" / "final").glob("events.out.tfevents.*"))
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("imgs")
     (found,) = client.search_runs([exp.experiment_id])

@@ -2,7 +2,8 @@
 
 The run folder is the record of a fit; these copy its curves and figures where a team looks at them. CSV
 (``logs/metrics.csv``) is always written by the engine. ``tensorboard`` writes event files to
-``<run>/logs/tensorboard`` (through ``tensorboard`` or ``tensorboardX``, whichever is installed). ``mlflow``
+``<run>/logs/tensorboard`` (through ``tensorboard`` or ``tensorboardX``, whichever is installed), the final figures
+in its ``final/`` sub-folder. ``mlflow``
 logs to ``$MLFLOW_TRACKING_URI`` when set, else to a local store beside the run folders: one SQLite file,
 ``<runs>/mlflow.db`` (``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`` shows it). MLflow 3 keeps its
 older ``mlruns/`` folder store in maintenance mode and refuses it by default, and recommends SQLite for local
@@ -64,9 +65,21 @@ def log_run(loggers: list[Any], config: dict[str, Any], metrics: dict[str, Any])
     final = {f"{split}_{k}": float(v) for split in ("test", "val") for k, v in metrics.get(split, {}).items()
              if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for lg in loggers:
+        lg = _after_training(lg)
         lg.log_hyperparams(params)
         lg.log_metrics(final)
         lg.finalize("success")
+
+
+def _after_training(lg: Any) -> Any:
+    """The logger to write the final figures with. Lightning closes a TensorBoard writer when training ends, and a
+    new writer in the same folder within the same second gets the same event-file name and truncates the curves:
+    the final figures go to a ``final/`` sub-folder of their own (TensorBoard shows it as a second run)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if isinstance(lg, TensorBoardLogger):
+        return TensorBoardLogger(lg.save_dir, name=lg.name, version=lg.version, sub_dir="final", default_hp_metric=False)
+    return lg
 
 
 __all__ = ["log_run", "make_loggers"]
