@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.headstart-installed
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
 export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/torchinductor
 
-.PHONY: setup demo test browser
+.PHONY: setup demo test browser docs
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/headstart demo
+
+# The documentation site into .cache/site (the test suite builds it too, strictly: tests/test_docs.py).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The report tests open pages in Debian's Chromium (headless). Installed from the system packages when missing
 # and this is root (as on CI); elsewhere those tests skip and say why.
