@@ -34,7 +34,7 @@ from ._dataset import (
     per_class_subset,
     stratified_holdout,
 )
-from ._leakage import NEAR_BITS, example_hashes, find_leaks, normalise_text, without_leaks
+from ._leakage import NEAR_BITS, example_hashes, find_leaks, leak_summary, normalise_text, without_leaks
 from ._targets import Target, check_targets, encode_targets, merge_datasets, strata_of
 from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
 from ._images import IMAGE_EXTENSIONS, TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
@@ -42,7 +42,7 @@ from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "find_leaks", "without_leaks", "example_hashes", "normalise_text", "NEAR_BITS", "make_splits", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "find_leaks", "leak_summary", "without_leaks", "example_hashes", "normalise_text", "NEAR_BITS", "make_splits", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
 
 
 def _finish(
@@ -316,8 +316,7 @@ def load_data(
     if dedupe and leaks["training_positions"]:
         ds = without_leaks(ds, leaks)
         (check_targets if ds.targets else check_labels_in_train)(ds)
-    ds.leakage = {k: v for k, v in leaks.items() if k != "training_positions"} | {
-        "training_copies": len(leaks["training_positions"]), "dropped": bool(dedupe and leaks["training_positions"])}
+    ds.leakage = leak_summary(leaks, dedupe)
     return ds
 
 

@@ -137,6 +137,12 @@ def find_leaks(ds: Dataset) -> dict[str, Any]:
     return out
 
 
+def leak_summary(leaks: dict[str, Any], dropped: bool) -> dict[str, Any]:
+    """What `Dataset.leakage` keeps of `find_leaks`: the counts and the groups shown, not every position."""
+    return {k: v for k, v in leaks.items() if k != "training_positions"} | {
+        "training_copies": len(leaks["training_positions"]), "dropped": bool(dropped and leaks["training_positions"])}
+
+
 def without_leaks(ds: Dataset, leaks: dict[str, Any]) -> Dataset:
     """``ds`` without the training-side copies of reported examples (``--dedupe``); the reported split is kept."""
     import dataclasses
@@ -145,4 +151,4 @@ def without_leaks(ds: Dataset, leaks: dict[str, Any]) -> Dataset:
     return dataclasses.replace(ds, train_idx=np.setdiff1d(ds.train_idx, drop), val_idx=np.setdiff1d(ds.val_idx, drop))
 
 
-__all__ = ["NEAR_BITS", "NEAR_MAD", "example_hashes", "find_leaks", "normalise_text", "without_leaks"]
+__all__ = ["NEAR_BITS", "NEAR_MAD", "example_hashes", "find_leaks", "leak_summary", "normalise_text", "without_leaks"]

@@ -30,7 +30,6 @@ from ..errors import ConfigError, DataError
 from ..evaluate import spread
 
 
-
 def folds(ds: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(training, scored) example indices of each of ``k`` folds of ``ds``'s training part."""
     import warnings
@@ -60,7 +59,7 @@ def folds(ds: Dataset, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]
 def fold_dataset(ds: Dataset, train: np.ndarray, scored: np.ndarray, cfg: FitConfig, j: int) -> Dataset:
     """``ds`` split for fold ``j``: scored on ``scored``; a selection split carved from ``train`` as a fit would.
     Copies across the fold's sides are counted, and dropped from its training side under ``--dedupe``."""
-    from ..data import find_leaks, make_splits, without_leaks
+    from ..data import find_leaks, leak_summary, make_splits, without_leaks
 
     rng_seed = cfg.seed + 1000 * (j + 1)
     strata = ds.strata()
@@ -70,8 +69,7 @@ def fold_dataset(ds: Dataset, train: np.ndarray, scored: np.ndarray, cfg: FitCon
     leaks = find_leaks(fold)  # copies across this fold's sides (the hashes are the dataset's, made once)
     if cfg.dedupe and leaks["training_positions"]:
         fold = without_leaks(fold, leaks)
-    fold.leakage = {k: v for k, v in leaks.items() if k != "training_positions"} | {
-        "training_copies": len(leaks["training_positions"]), "dropped": bool(cfg.dedupe and leaks["training_positions"])}
+    fold.leakage = leak_summary(leaks, cfg.dedupe)
     unseen = ds.kind.unseen(ds.y, tr, scored) if not ds.targets else None
     if unseen is not None:
         i, c = unseen
