@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..report._html import tokens_html
+from ..report import tokens_html
 
 METHODS = ("auto", "gradcam", "ig")
 EXPLAIN_DIR = "explain"
@@ -165,7 +165,7 @@ def overlay(item: np.ndarray, heat: np.ndarray, path: Path, title: str) -> Path:
     h = Image.fromarray((heat * 255).astype(np.uint8)).resize(img.size, Image.BILINEAR)
     colour = (colormaps["jet"](np.asarray(h) / 255.0)[..., :3] * 255).astype(np.uint8)
     mixed = (0.55 * np.asarray(img) + 0.45 * colour).astype(np.uint8)
-    from ..report._mpl import subplots
+    from ..report import subplots
 
     fig, axes = subplots(1, 2, figsize=(6.4, 3.4))
     for ax, shown, name in zip(axes, (np.asarray(img), mixed), ("input", "attribution")):
@@ -210,7 +210,7 @@ def write_explanations(folder: Path, attributions: list[Attribution], items: lis
         else:
             texts.append(f"<h3>{html.escape(a.ref)}</h3><p>{html.escape(caption)}</p><p>{tokens_html(a.tokens, a.scores)}</p>")
     if texts:
-        from ..report._html import page
+        from ..report import page
 
         out = folder / "texts.html"
         atomic_write_text(out, page(title, f"<h1>{html.escape(title)}</h1><p>Red tokens pushed the answer towards the "

@@ -325,7 +325,7 @@ def export_run(run: Any, *, format: str = "onnx", quantize: str | None = None, p
         "format": format, "run": str(run.path), "modality": run.modality, "task": run.task, "classes": run.classes,
         "checked_on": decide.where, "max_drop_points": max_drop, "stages": [], "pytorch_fp32": ref_m, "refused": None,
     }
-    if report is not None and reported is not None:
+    if report is not None and reported is not None:  # (both or neither)
         record["reported_on"] = report.where
         record["pytorch_fp32"]["held_out"] = reported[1]
 

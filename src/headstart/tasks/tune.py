@@ -208,9 +208,9 @@ def tune(data: str, *, trials: int, strategy: str = "finetune", storage: str | N
     if refit:
         t1 = time.perf_counter()
         more = {"seeds": refit_seeds}
-        for tag, params in (("best", best.params), ("default", {})):
+        for key, tag, params in (("refit", "best", best.params), ("default", "default", {})):
             fitted = run_pipeline(config(params, folder / tag, **more), dataset=ds)  # scored on the reported split
-            record[tag if tag == "default" else "refit"] = _refit_record(fitted)
+            record[key] = _refit_record(fitted)
             info(f"{tag} configuration refitted into {fitted.path}")
         record["refit_seconds"] = round(time.perf_counter() - t1, 2)
     atomic_write_text(folder / "tune.json", json.dumps(record, indent=2, default=str))
