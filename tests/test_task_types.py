@@ -299,6 +299,7 @@ def test_an_image_table_gives_images_any_target(tmp_path: Path) -> None:
     ds = load_data(tmp_path / "t.csv", label_col="tags")
     assert ds.modality == "image" and ds.task == "multilabel" and ds.classes == ["left", "right", "round", "top"]
     assert ds.items[0].ndim == 3 and ds.decided["image"]["value"] == "file" and len(ds.items) == 90
+    assert "text" not in ds.decided and "image files" in ds.decided["image"]["how"]  # one row in the summary, not two
     assert ds.skipped == [(f"{tmp_path / 't.csv'}:92", "image 'img/gone.png' not found (paths are relative to the table's folder)")]
     run = headstart.fit(tmp_path / "t.csv", label_col="value", model="scratch:cnn@32", strategy="scratch", epochs=15,
                         out=str(tmp_path / "run"))

@@ -1,8 +1,9 @@
 """headstart: transfer learning with pretrained networks — choose, adapt, measure, ship.
 
 >>> import headstart
->>> run = headstart.fit("photos/", model="timm:resnet18", strategy="linear")   # doctest: +SKIP
->>> run.predict(["new.jpg"])                                                   # doctest: +SKIP
+>>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+>>> run.predict(["the striker scored twice before half time"])[0]["label"]
+'sport'
 
 ``import headstart`` loads no torch: each public name is imported the first time it is used (PEP 562),
 so ``headstart --help`` and scripts that only read a config start at once.
@@ -69,11 +70,22 @@ def __dir__() -> list[str]:
 
 
 def load(path: str | _Path, trust_code: bool | str = False) -> Run:
-    """Load a run directory written by `fit`.
+    """Load a run folder written by `fit` (`load_run`, after the strategies have registered).
 
-    A run whose network is built by a user's ``py:`` factory imports that code only with ``trust_code=True``
-    (and only if the file's sha256 is the one recorded at fit; ``"any"`` skips that check). Without it, such
-    a run that has an ONNX export predicts through the export, and one without is refused (docs/security.md).
+    Args:
+        path: The run folder.
+        trust_code: Whether a ``py:`` factory the run records may be imported: ``True`` when its file's sha256
+            is the one recorded at fit, ``"any"`` whatever it is. Without it, such a run that has an ONNX export
+            predicts through the export, and one without is refused (docs/security.md).
+
+    Returns:
+        The `Run`.
+
+    Examples:
+        >>> import headstart
+        >>> _ = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+        >>> headstart.load("runs/topics").predict(["a sunny weekend ahead"])[0]["label"]
+        'weather'
     """
     return __getattr__("load_run")(path, trust_code)  # after the strategies, which register the adapters a run may need
 

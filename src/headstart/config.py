@@ -295,9 +295,19 @@ class RuntimeConfig:
 class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
     """What to fit, on which data, with which strategy: the four parts above, flat.
 
-    One flag per field (``headstart fit --help``), the same keys in ``--config FILE.yaml``
-    and in ``config.yaml`` of every run. Each part is its own dataclass with its own
-    checks.
+    One flag per field (``headstart fit --help``), the same keys in ``--config FILE.yaml`` and in
+    ``config.yaml`` of every run; a strategy's own options go in ``options``. Each part is its own dataclass
+    with its own checks: a bad value raises `ConfigError` naming the option.
+
+    Examples:
+        >>> from headstart import FitConfig
+        >>> cfg = FitConfig.from_dict({"data": "demo-text", "model": "minilm", "strategy": "lora", "lora_r": 4})
+        >>> cfg.strategy, cfg.options
+        ('lora', {'lora_r': 4})
+        >>> FitConfig(data="demo-text", epochs=0)
+        Traceback (most recent call last):
+        ...
+        headstart.errors.ConfigError: option --epochs: 0 must be at least 1
     """
 
     def __post_init__(self) -> None:
@@ -344,7 +354,11 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> FitConfig:
-        """Keys of `FitConfig`; a strategy's option may also be given at top level (``lora_r: 8``)."""
+        """A config from a dict of `FitConfig` keys; a strategy's option may be given at top level (``lora_r: 8``).
+
+        Raises:
+            ConfigError: An unknown key, named with the closest valid one.
+        """
         known = {f.name for f in fields(cls)}
         d = dict(d)
         strategy_opts = _option_lookup()
@@ -363,6 +377,7 @@ class FitConfig(RuntimeConfig, TrainConfig, ModelConfig, DataConfig):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FitConfig:
+        """A config from a YAML file of `FitConfig` keys (a run's ``config.yaml``, or ``tune``'s ``best.yaml``)."""
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")

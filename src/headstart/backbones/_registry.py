@@ -79,7 +79,16 @@ def _builder(table: dict[str, Callable[..., Backbone]], key: str) -> Callable[..
 
 
 def list_backbones() -> list[str]:
-    """The known prefixes (``timm``, ``hf``, ``minilm``, ``py``, ``run``, ``scratch``), imported or not."""
+    """The known model-string prefixes, imported or not.
+
+    Returns:
+        The prefixes, sorted: what comes before the colon of ``--model`` (``timm:resnet18``, ``run:DIR``).
+
+    Examples:
+        >>> import headstart
+        >>> headstart.list_backbones()
+        ['hf', 'minilm', 'py', 'run', 'scratch', 'timm']
+    """
     return sorted(set(_REGISTRY) | set(_FAMILIES))
 
 

@@ -204,7 +204,10 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
     if missing or len(rows) < len(cells):
         warn(f"skipped {len(cells) - len(rows)} image(s) of {path} that are missing or unreadable: "
              + ", ".join(f"{r} ({w})" for r, w in skipped[:5]))
-    decided = {**table.decided, "image": {**table.decided.pop("text"), "flag": "--text-col"}}
+    column = table.decided.pop("text")  # the column read as text names the images: reported as such, once
+    if column.get("how", "").startswith("detected"):
+        column = {**column, "how": "detected: its cells name image files"}
+    decided = {**table.decided, "image": {**column, "flag": "--text-col"}}
     return _finish("image", path.stem, [keep[i] for i in rows], [labels[i] for i in rows], [refs[i] for i in rows],
                    [file_key(files[i]) for i in rows], sum(1 for i in rows if i < n_pool), 0,
                    sum(1 for i in rows if i >= n_pool), skipped, decided, where=str(path), columns=table.label_columns,
@@ -252,15 +255,45 @@ def load_data(
     group_col: str | None = None,
     dedupe: bool = False,
 ) -> Dataset:
-    """Read ``source`` into a `Dataset` with train / val (selection) / test (report) indices.
+    """Read data into a `Dataset`: its examples, labels and the three splits every command uses.
 
-    Several targets (`multitask`, see `data._targets`): ``multitask=True`` makes every label column of a table a
-    task of its own; ``tasks`` (name -> folder or table) reads several datasets, each split as it would be alone,
-    side by side (``source`` is then not read). ``group_col``: a table's column of groups, each kept on one
-    side of every split.
+    The splits: *train*; *val*, the selection split that decides everything that is chosen; *test*, the
+    reported split, scored once. Copies of reported examples on the training side are always looked for
+    (exact, and near: perceptual hash, normalised text) and kept in ``Dataset.leakage``.
 
-    Copies of reported examples on the training side are always looked for (`find_leaks`: exact, and near) and
-    kept in ``Dataset.leakage``; ``dedupe`` drops them from the training and selection splits.
+    Args:
+        source: An image folder (class sub-folders, or ``train/`` and ``val/``/``test/``), a table
+            (CSV, TSV, JSONL, JSON, Parquet; an image table names files relative to it) or a built-in name.
+        test: A separate reported file or folder.
+        text_col: The text column(s) of a table (two for a pair of texts); detected when None.
+        label_col: The label column(s); several 0/1 columns make a multilabel target; detected when None.
+        task_type: ``auto``, binary, multiclass, multilabel or regression.
+        label_sep: The separator of several labels in one cell (``a|b``).
+        header: Whether a table has a header row: ``auto``, ``yes``, ``no``.
+        delimiter: A delimited table's separator (detected when None).
+        strict: Make the first unreadable file or bad row an error instead of a skip with a warning.
+        seed: The split's seed.
+        val_fraction: The selection split's share of the training data.
+        test_fraction: The reported split's share, when neither ``test`` nor a ``val/``/``test/`` folder gives one.
+        train_size: Keep a stratified subset of this many training examples.
+        labels_per_class: Keep this many labeled training examples per class.
+        multitask: Every label column of a table is a task of its own.
+        tasks: Several datasets (task name -> folder or table), each split as it would be alone, side by side;
+            ``source`` is then not read.
+        group_col: A table's column of groups, each group kept on one side of every split.
+        dedupe: Drop the training and selection copies of reported examples.
+
+    Returns:
+        The `Dataset`.
+
+    Raises:
+        DataError: Unreadable or unusable data, named with the file, row or column and what to do.
+
+    Examples:
+        >>> from headstart import load_data
+        >>> ds = load_data("demo-text")
+        >>> ds.modality, ds.classes[:3], len(ds.train_idx), len(ds.val_idx), len(ds.test_idx)
+        ('text', ['cooking', 'finance', 'health'], 150, 24, 42)
     """
     if tasks:  # each task's data checked (and deduplicated) on its own split, then side by side
         kw = dict(text_col=text_col, label_col=label_col, task_type=task_type, label_sep=label_sep, header=header,

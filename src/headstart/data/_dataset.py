@@ -30,6 +30,19 @@ MIN_PER_CLASS_FOR_VAL = 5  # below this, holding out examples for selection cost
 
 @dataclass
 class Dataset:
+    """Examples, their labels and the three splits (`load_data` makes one).
+
+    ``train_idx`` fits, ``val_idx`` (the selection split) decides what is chosen, ``test_idx`` (the reported
+    split) is scored once. ``items`` are decoded images (HxWxC uint8 arrays) or texts; ``y`` the encoded
+    labels; ``refs`` where each example came from; ``skipped`` what could not be read, and why.
+
+    Examples:
+        >>> from headstart import load_data
+        >>> ds = load_data("demo-text")
+        >>> ds.items[0], ds.classes[ds.y[0]]
+        ('The striker curled a free kick into the top corner in the final minute.', 'sport')
+    """
+
     modality: str  # "image" or "text"
     classes: list[str]  # class names; label names (multilabel); target names (regression)
     items: list[Any]  # decoded HxWxC uint8 arrays (images) or str (texts)

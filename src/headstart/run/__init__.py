@@ -56,10 +56,21 @@ ENGINES = ("torch", "onnx")
 
 
 class Run:
-    """A fitted model and its record. ``predict`` and ``evaluate`` work on new data.
+    """A fitted model and its record, read from its run folder (`load_run`, or what `fit` returns).
 
-    A run loaded without the code its network needs (an untrusted ``py:`` factory) has no ``backbone`` or
-    ``head``: asking for them raises the refusal, and prediction goes through its ONNX export.
+    ``path`` is the folder, ``config`` its resolved configuration, ``classes`` the class (label, target)
+    names, ``task`` the task type, ``metrics`` the content of ``metrics.json``. `predict`, `evaluate`,
+    `explain` and `export` work on new data. A run loaded without the code its network needs (an untrusted
+    ``py:`` factory) has no ``backbone`` or ``head``: asking for them raises the refusal, and prediction goes
+    through its ONNX export.
+
+    Examples:
+        >>> import headstart
+        >>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+        >>> run.task, run.classes
+        ('multiclass', ['cooking', 'finance', 'health', 'sport', 'technology', 'weather'])
+        >>> headstart.load("runs/topics").metrics["test"]["n"]
+        42
     """
 
     def __init__(self, path: Path, config: dict[str, Any], classes: list[str], task: str, backbone: Backbone | None,
@@ -168,18 +179,34 @@ class Run:
         return h.hexdigest()[:16]
 
     def predict_proba(self, inputs: Any, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
+        """The raw outputs for ``inputs`` (as `predict` takes them): class probabilities [N, C], or a
+        regression run's values."""
         items, _ = self.resolve_inputs(inputs)
         return self.outputs(items, batch_size, engine)
 
     def predict(self, inputs: Any, batch_size: int = 64, text_col: str | list[str] | None = None,
                 engine: str | None = None, support: str | Path | Dataset | None = None) -> list[dict[str, Any]]:
-        """One dict per input: ``input``, predicted ``label`` and class ``probabilities``.
+        """Predict new examples: one dict per input.
 
-        ``engine="onnx"`` runs the file the last `headstart export` accepted (RUN/export/),
-        with the same preprocessing and the same output; None = `default_engine`.
-        ``support``: labeled examples (an image folder of class folders, a table, or a `Dataset`) of the classes
-        to predict, which may be classes the run never saw: a few-shot run adapts to them by the rule it was
-        scored with (prototypes, or MAML's inner loop; `headstart.run._support`).
+        Args:
+            inputs: Texts, image files or folders, a table file, or decoded arrays.
+            batch_size: Examples per forward pass.
+            text_col: The text column of a table input.
+            engine: ``"torch"``, or ``"onnx"`` for the file the last `export` accepted (same preprocessing,
+                same output); None takes ``default_engine``.
+            support: Labeled examples (a folder of class folders, a table, or a `Dataset`) of the classes to
+                predict, which may be classes the run never saw: a few-shot run adapts to them by the rule it
+                was scored with (prototypes, or MAML's inner loop).
+
+        Returns:
+            One dict per input: ``input`` (its name), the predicted ``label`` and the class ``probabilities``
+            (a multilabel run: the ``labels`` over their thresholds; regression: the ``values``).
+
+        Examples:
+            >>> import headstart
+            >>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+            >>> [p["label"] for p in run.predict(["light rain this evening", "stir in the butter"])]
+            ['weather', 'cooking']
         """
         items, refs = self.resolve_inputs(inputs, text_col)
         if support is None:
@@ -192,10 +219,28 @@ class Run:
 
     def explain(self, inputs: Any, method: str = "auto", target: str | int | None = None, steps: int = 32,
                 text_col: str | list[str] | None = None, out: str | Path | None = None) -> dict[str, Any]:
-        """Attributions of ``inputs`` (as `predict` takes them), written to ``RUN/explain/`` (or ``out``): Grad-CAM
-        or integrated gradients for images (PNG each), token attributions for texts (one HTML page), through
-        Captum (`headstart.run.explain`). Each explains the predicted class, or ``target``. Returns what was
-        written, per input: file, class explained, its probability, the method."""
+        """Why the run answered as it did, through Captum; written to ``RUN/explain/`` (or ``out``).
+
+        Args:
+            inputs: As `predict` takes them.
+            method: ``"auto"`` (Grad-CAM where the backbone has a convolution, else integrated gradients),
+                ``"gradcam"`` or ``"ig"``.
+            target: The class to explain (default: each input's predicted class).
+            steps: Integrated-gradients steps along the path from the baseline.
+            text_col: The text column of a table input.
+            out: Another folder to write to.
+
+        Returns:
+            ``folder`` and ``explanations``: per input, the file written (a PNG per image; one HTML page for
+            all texts), the class explained, its probability and the method.
+
+        Examples:
+            >>> import headstart
+            >>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+            >>> got = run.explain(["the striker scored twice"])
+            >>> got["explanations"][0]["class"], got["explanations"][0]["file"]
+            ('sport', 'runs/topics/explain/texts.html')
+        """
         from .explain import EXPLAIN_DIR, explain, write_explanations
 
         if self.tasks:
@@ -229,7 +274,26 @@ class Run:
         return backbone, head, list(ds.classes)
 
     def evaluate(self, data: str | Path | Dataset, split: str = "all", engine: str | None = None, **load_kw: Any) -> dict[str, Any]:
-        """Metrics on labeled data; ``split="test"`` uses only the data's reported part."""
+        """Metrics on labeled data, read as the fit read its own.
+
+        Args:
+            data: Labeled data as `fit` takes it, or a `Dataset`.
+            split: ``"all"`` scores every example; ``"test"`` only the data's reported part (the run's own data
+                with ``"test"`` gives its held-out figures again).
+            engine: As in `predict`.
+            **load_kw: Options of `load_data` (``text_col``, ``label_col`` ...).
+
+        Returns:
+            The task's metrics: accuracy, balanced accuracy, macro F1, log-loss and the confusion matrix for
+            classes; per-label figures for multilabel; errors and correlations for regression.
+
+        Examples:
+            >>> import headstart
+            >>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+            >>> m = run.evaluate("demo-text", split="test")
+            >>> m["accuracy"] == run.metrics["test"]["accuracy"]
+            True
+        """
         ds = data if isinstance(data, Dataset) else self.read_like_fit(data, load_kw)
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
@@ -315,7 +379,29 @@ class Run:
         return [ds.items[i] for i in idx], np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
 
     def export(self, **options: Any) -> dict[str, Any]:
-        """ONNX export (+ pruning, int8) into RUN/export/, each file checked on the selection split (held-out split reported); see `headstart.run.export`."""
+        """Export to ONNX (and optionally pruned and int8 copies) in ``RUN/export/``, each file checked.
+
+        onnxruntime runs every file on the run's selection split next to PyTorch; a file that loses more than
+        ``max_drop`` accuracy points there is refused unless ``force``. The held-out split is scored too and
+        only reported.
+
+        Args:
+            **options: ``format`` (``"onnx"``), ``quantize`` (``"int8"``), ``prune`` (a fraction of every
+                weight set to zero), ``max_drop`` (points, 1.0), ``force``, ``data`` (labeled data that decides
+                instead of the selection split).
+
+        Returns:
+            The content of ``export.json``: ``stages``, one per file written (its size, its difference from
+            PyTorch, its score on the deciding data and on the held-out data), and ``default``, the file that
+            ``engine="onnx"`` uses.
+
+        Examples:
+            >>> import headstart
+            >>> run = headstart.fit("demo-text", model="scratch:bow", strategy="scratch", epochs=2, out="runs/bow")
+            >>> report = run.export(quantize="int8")
+            >>> [stage["file"] for stage in report["stages"]], report["default"]
+            (['model.onnx', 'model-int8.onnx'], 'model-int8.onnx')
+        """
         from .export import export_run
 
         self._onnx = None  # the export may name a new default file
@@ -393,12 +479,26 @@ def _json_default(o: Any) -> Any:
 
 
 def load_run(path: str | Path, trust_code: bool | str | None = None) -> Run:
-    """Load a run directory written by `fit` (no pickles: YAML, JSON, safetensors).
+    """Load a run folder written by `fit`: YAML, JSON and safetensors, never a pickle.
 
-    ``trust_code``: whether a ``py:`` factory the run records may be imported (``True``: when its file's sha256
-    is the recorded one; ``"any"``: whatever it is); None keeps the level in force (`headstart._trust`), which
-    is ``False`` unless a caller raised it. Untrusted, a run that has an ONNX export loads without its network
-    and predicts through the export; one without is refused, in one line naming the file and its hash.
+    Args:
+        path: The run folder.
+        trust_code: Whether a ``py:`` factory the run records may be imported: ``True`` when its file's sha256
+            is the recorded one, ``"any"`` whatever it is; None keeps the level in force (``False`` unless a
+            caller raised it). Untrusted, a run that has an ONNX export loads without its network and predicts
+            through the export; one without is refused, in one line naming the file and its hash.
+
+    Returns:
+        The `Run`.
+
+    Raises:
+        HeadstartError: Not a run folder, a damaged one, or code that is not trusted.
+
+    Examples:
+        >>> import headstart
+        >>> _ = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+        >>> headstart.load_run("runs/topics").config["strategy"]
+        'linear'
     """
     p = Path(path).expanduser()
     for name in ("model.json", "labels.json", "model.safetensors"):

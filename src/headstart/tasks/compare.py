@@ -73,12 +73,31 @@ def default_out(data: str) -> Path:
 def compare(data: str, strategies: str | list[str] | None = None, budgets: str | list[Any] = "5,20,all", *, out: str | Path | None = None,
             overwrite: bool = False, resume: bool = False, trust_code: bool | str | None = None,
             **fit_options: Any) -> pd.DataFrame:
-    """Fit every strategy at every label budget; returns one row per run (also in ``<out>/compare.csv``).
+    """Fit every strategy at every label budget, with the same seed and held-out split.
 
-    ``fit_options`` are `FitConfig` fields and strategy options shared by all runs
-    (``model``, ``weights``, ``epochs``, ``test``, ``lora_r`` ...); ``out``, ``strategy``,
-    ``labels_per_class`` and ``data`` are set per run. ``trust_code`` as in `fit`; a finished run that
-    ``resume`` reuses is loaded under it too (it is a run folder read again, not the code this call named).
+    Writes a folder (``out``, default ``runs/compare-<data>``) with ``runs/``, ``compare.csv``, the
+    data-efficiency plot ``data_efficiency.png`` and ``report.html``.
+
+    Args:
+        data: As in `fit`.
+        strategies: Comma-separated names or a list (default: those marked for comparison in `list_strategies`).
+        budgets: Labeled examples per class, comma-separated or a list; ``"all"`` is every training example.
+        out: The comparison's folder.
+        overwrite: Replace an existing comparison folder.
+        resume: Continue an interrupted comparison: finished runs are reused.
+        trust_code: As in `fit`; a finished run that ``resume`` reuses is loaded under it too.
+        **fit_options: `FitConfig` fields and strategy options shared by all runs (``model``, ``epochs``,
+            ``test``, ``lora_r`` ...); ``out``, ``strategy``, ``labels_per_class`` and ``data`` are set per run.
+
+    Returns:
+        A pandas DataFrame, one row per run: strategy, budget, labels per class, the held-out score, accuracy,
+        macro F1, wall and training seconds, trainable parameters, and the spread over seeds or folds when asked.
+
+    Examples:
+        >>> import headstart
+        >>> table = headstart.compare("demo-text", "linear", "2,all", model="minilm", out="runs/compare")
+        >>> table[["strategy", "budget"]].values.tolist()
+        [['linear', 2], ['linear', 'all']]
     """
     from ..report import plot_data_efficiency, write_compare_report
 

@@ -67,11 +67,32 @@ def distance(
     out: str | Path | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Distances between ``source`` and ``target`` (or two halves of ``source``) in ``model``'s features.
+    """Distances between two datasets in a model's feature space.
 
-    Returns ``{"distances": {...}, "help": {...}, "n_source", "n_target", "seconds", "path"}``;
-    with ``out``, writes distance.json, domains.png (PCA and t-SNE) and report.html there.
-    All examples of each dataset are used (labels are ignored).
+    All examples of each dataset are used; labels are ignored.
+
+    Args:
+        source: Data as in `fit`, or a `Dataset`.
+        target: The other data; None compares two random halves of ``source`` (the null case).
+        model: The backbone whose features are compared (any model string).
+        weights: A local weights file for it.
+        seed: Seeds the subsamples, the halves and the permutations.
+        permutations: Permutations of the MMD tests.
+        max_points: At most this many examples of each dataset.
+        batch_size: Examples per forward pass.
+        cache_dir: The feature cache (default ``runs/.cache``).
+        out: A folder for ``distance.json``, ``domains.png`` (PCA and t-SNE) and ``report.html``.
+        overwrite: Replace an existing report folder.
+
+    Returns:
+        A dict: ``distances`` (centroid distance, linear and RBF MMD with permutation p-values, linear CKA,
+        proxy A-distance), ``help`` (what each means), ``n_source``, ``n_target``, ``seconds``, ``path``.
+
+    Examples:
+        >>> import headstart
+        >>> d = headstart.distance("demo-text", model="minilm")
+        >>> d["distances"]["p_value_rbf"] > 0.05    # two halves of one dataset: no shift
+        True
     """
     t0 = time.perf_counter()
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -460,18 +460,36 @@ def shown(ds: Dataset, test: dict[str, Any]) -> dict[str, Any]:
 
 def fit(data: Any = None, *, config: FitConfig | str | Path | dict | None = None, dataset: Dataset | None = None,
         trust_code: bool | str | None = None, **overrides: Any) -> Run | None:
-    """Fit a transferred model and write its run directory. Returns the loaded `Run`.
+    """Fit a transferred model and write its run directory.
 
-    ``headstart.fit("photos/", model="timm:resnet18", strategy="linear")`` –
-    keyword overrides are `FitConfig` fields or the strategy's options; ``config``
-    may be a FitConfig, a dict or a YAML file. ``dataset`` passes an already-loaded `Dataset`.
-    ``trust_code``: whether code that a run folder this fit reads names may run (a ``run:`` source model
-    or a distillation teacher built by a ``py:`` factory; see `load_run`). A ``py:`` factory named in the
-    model string itself is the user's own choice and always runs.
+    The library face of ``headstart fit``: the same options, the same pipeline, the same run folder.
 
-    ``devices=N`` (``num_nodes=M``): Lightning runs N processes, starting this script again for each extra one
-    (guard the call with ``if __name__ == "__main__":``); in those, `fit` returns None once they have trained
-    their part: the run is written, and returned, by the first process.
+    Args:
+        data: An image folder, a table of texts (CSV, TSV, JSONL, Parquet) or a built-in name (``"digits"``,
+            ``"demo-text"``).
+        config: A `FitConfig`, a dict of its fields or a YAML file (``config.yaml`` of an earlier run works).
+        dataset: An already-loaded `Dataset` (from `load_data`) instead of ``data``.
+        trust_code: Whether code named by a run folder this fit reads may run: a ``run:`` source model or a
+            distillation teacher built by a ``py:`` factory (see `load_run`). A ``py:`` factory named in the
+            model string itself is the caller's own choice and always runs.
+        **overrides: `FitConfig` fields (``model``, ``strategy``, ``epochs``, ``lr``, ``out`` ...) and the
+            strategy's own options (``lora_r``, ``teacher`` ...), as the command line's flags.
+
+    Returns:
+        The fitted `Run`, loaded from its folder. With ``devices=N`` Lightning starts this script again for
+        each extra process (guard the call with ``if __name__ == "__main__":``); there `fit` returns None once
+        the process has trained its part, and the run is written, and returned, by the first process.
+
+    Raises:
+        HeadstartError: Bad data or options, named with the file, row or option and what to do.
+
+    Examples:
+        >>> import headstart
+        >>> run = headstart.fit("demo-text", model="minilm", strategy="linear", out="runs/topics")
+        >>> run.metrics["test"]["accuracy"] > 0.9
+        True
+        >>> run.predict(["the striker scored twice before half time"])[0]["label"]
+        'sport'
     """
     if dataset is not None and data is None and not (config or overrides.get("data")):
         overrides["data"] = dataset.name

@@ -166,17 +166,43 @@ def rank(
     overwrite: bool = False,
     trust_code: bool | str | None = None,
 ) -> Any:
-    """Rank candidate backbones for ``data``. Returns a pandas DataFrame, best first.
+    """Rank candidate backbones for ``data`` by transferability, before fine-tuning any of them.
 
-    ``models`` are model strings, each optionally ``MODEL@WEIGHTS_FILE``. Columns: one
-    per metric (higher is better), ``dim``, ``params``, ``extract_s`` (0 when cached),
-    ``score_s``, and ``rank`` by the recommended score (``goal``: ``"finetune"`` ->
-    ``proxy``, ``"linear"`` -> ``logme``; the first requested metric when that one is
-    not requested). ``df.attrs`` holds ``recommended`` (the row label), ``recommended_model`` and
-    ``recommended_weights`` (what to pass to `fit`), ``by``, ``path`` and ``seconds``.
-    A metric that cannot apply to a candidate (LEEP/NCE without a source classifier) is NaN, and so are the
-    class-based scores of a multilabel or regression target (LogME scores each label or value column).
-    ``trust_code``: whether a ``run:`` candidate built by a ``py:`` factory may import it (see `load_run`).
+    Only the training part of ``data`` is scored (the split of `fit` with the same ``seed``), so a later fit
+    of the winner is an honest check of the ranking.
+
+    Args:
+        data: As in `fit`, or a `Dataset`.
+        models: Model strings, each optionally ``MODEL@WEIGHTS_FILE``; ``run:DIR`` for a model headstart trained.
+        metrics: ``"all"`` or some of logme, hscore, leep, nce, knn, linear, proxy (comma-separated or a list).
+        goal: What the winner is for: ``"finetune"`` ranks by ``proxy``, ``"linear"`` by ``logme`` (the first
+            requested metric when that one is not requested).
+        seed: The split's seed.
+        test: A separate reported file (never scored here).
+        text_col: Text column(s) of a table.
+        label_col: Label column(s) of a table.
+        task_type: ``auto``, binary, multiclass, multilabel or regression.
+        header: Whether a table has a header row: ``auto``, ``yes``, ``no``.
+        test_fraction: The reported part set aside (and never scored) when there is no ``test``.
+        proxy_epochs: Epochs of the short fine-tuning proxy.
+        proxy_per_class: At most this many training examples per class for the proxy.
+        batch_size: Examples per forward pass.
+        cache_dir: The feature cache (default ``runs/.cache``).
+        out: Folder for rank.json, rank.csv, rank.png and report.html (default ``runs/rank-<data>``).
+        overwrite: Replace an existing ranking folder.
+        trust_code: Whether a ``run:`` candidate built by a ``py:`` factory may import it (see `load_run`).
+
+    Returns:
+        A pandas DataFrame, best first: one column per metric (higher is better; NaN where a metric cannot
+        apply, such as LEEP without a source classifier), ``dim``, ``params``, ``extract_s`` (0 when cached),
+        ``score_s`` and ``rank``. ``df.attrs`` holds ``recommended`` (the row label), ``recommended_model`` and
+        ``recommended_weights`` (what to pass to `fit`), ``by``, ``path`` and ``seconds``.
+
+    Examples:
+        >>> import headstart
+        >>> table = headstart.rank("demo-text", ["minilm", "scratch:bow"], metrics="logme,knn", goal="linear")
+        >>> table.attrs["recommended_model"]
+        'minilm'
     """
     import pandas as pd
 

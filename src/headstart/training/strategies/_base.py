@@ -100,6 +100,16 @@ set_option_lookup(option_fields)  # a config may give strategy options at the to
 
 
 def list_strategies() -> list[str]:
+    """The registered strategies.
+
+    Returns:
+        Their names, sorted (``headstart strategies`` describes each).
+
+    Examples:
+        >>> import headstart
+        >>> [s for s in headstart.list_strategies() if s in ("finetune", "linear", "lora")]
+        ['finetune', 'linear', 'lora']
+    """
     return sorted(_STRATEGIES)
 
 
