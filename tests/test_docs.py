@@ -129,23 +129,21 @@ def command_lines(text: str) -> list[str]:
     found = []
     for block in SHELL_FENCE.findall(text):
         for line in block.replace("\\\n", " ").splitlines():
-            line = line.strip().removeprefix("$ ")
-            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
-            lexer.whitespace_split = True
-            words = list(lexer)  # `;`, `&&`, `|` and redirections as words of their own; comments dropped
+            lexer = shlex.shlex(line.strip().removeprefix("$ "), posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True  # `;`, `&&`, `|` and redirections come out as words of their own
             command: list[str] = []
-            for w in [*words, ";"]:
+            redirected = False
+            for w in [*lexer, ";"]:
                 if w in (";", "&&", "|", "||"):
                     if command[:1] == ["headstart"]:
                         found.append(shlex.join(command))
                     command = []
-                elif w in ("<", ">", ">>", "2>"):
-                    command.append("\0")  # a redirection: it and its file are not the command's
-                elif command[-1:] == ["\0"]:
-                    command[-1:] = []
+                elif w in ("<", ">", ">>"):
+                    redirected = True  # the redirection and its file are not the command's
+                elif redirected:
+                    redirected = False
                 else:
-                    command.append(w.strip("[]") if w.startswith("[") or w.endswith("]") else w)
-            found[:] = [c.replace(" \0", "") for c in found]
+                    command.append(w.strip("[]"))
     return found
 
 

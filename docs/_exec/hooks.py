@@ -15,18 +15,19 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 _state: dict[str, str] = {}
 
 
-def on_config(config, **kwargs):  # noqa: ANN001, ANN201 (MkDocs' hook signature)
+def on_config(config: Any, **kwargs: Any) -> Any:
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     return config
 
 
-def on_pre_build(config, **kwargs):  # noqa: ANN001, ANN201
+def on_pre_build(config: Any, **kwargs: Any) -> None:
     work = tempfile.mkdtemp(prefix="headstart-docs-")
     _state.update(home=os.getcwd(), work=work)
     env = {"HEADSTART_QUIET": "1", "HEADSTART_CACHE_DIR": str(Path(work) / "cache"), "MPLBACKEND": "Agg",
@@ -39,7 +40,7 @@ def on_pre_build(config, **kwargs):  # noqa: ANN001, ANN201
     tutorial.reset()
 
 
-def on_post_build(config, **kwargs):  # noqa: ANN001, ANN201
+def on_post_build(config: Any, **kwargs: Any) -> None:
     import tutorial
 
     log = logging.getLogger("mkdocs.plugins.headstart")
@@ -49,7 +50,7 @@ def on_post_build(config, **kwargs):  # noqa: ANN001, ANN201
     _restore()
 
 
-def on_build_error(error, **kwargs):  # noqa: ANN001, ANN201
+def on_build_error(error: Exception, **kwargs: Any) -> None:
     _restore()
 
 

@@ -15,7 +15,7 @@ import contextlib
 import re
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,12 @@ def reset() -> None:
     seconds.clear()
 
 
-def sh(command: str, *, code: int = 0, last: int | None = None) -> str:
+def sh(command: str, *, code: int = 0) -> str:
     """Run ``command`` (one ``headstart ...`` line; ``\\`` continues it); the command and its output in Markdown.
 
-    ``code`` is the exit status the page expects; another one raises, which fails the build. ``last`` keeps only
-    the output's last lines (a long listing). The same command shown on two pages (a source model that a second
-    tutorial starts from) runs once; the second page shows the first run's output.
+    ``code`` is the exit status the page expects (2: a mistake the command refuses); another one raises, which
+    fails the build. The same command shown on two pages (a source model that a second tutorial starts from)
+    runs once; the second page shows the first run's output.
     """
     from typer.testing import CliRunner
 
@@ -53,10 +53,7 @@ def sh(command: str, *, code: int = 0, last: int | None = None) -> str:
     output = _ANSI.sub("", res.output).rstrip()
     if res.exit_code != code:
         raise RuntimeError(f"`{command}` exited with {res.exit_code}, the page expects {code}:\n{output}")
-    shown = output.splitlines()
-    if last is not None and len(shown) > last:
-        shown = ["...", *shown[-last:]]
-    lines = "\n".join(line.rstrip() for line in shown)
+    lines = "\n".join(line.rstrip() for line in output.splitlines())
     prompt = _wrapped(words)
     _shown[tuple(words)] = f"```console\n$ {prompt}\n{lines}\n```\n"
     return _shown[tuple(words)]
@@ -81,13 +78,9 @@ def image(path: str | Path, alt: str, width: int = 640) -> str:
     return f'<img alt="{alt}" width="{width}" src="data:image/png;base64,{data}">\n'
 
 
-
-def table(rows: Iterable[dict[str, Any]] | Any, columns: Sequence[str] | None = None, digits: int = 3) -> str:
-    """A Markdown table of ``rows`` (dicts, or a pandas DataFrame) in the given ``columns``; floats rounded."""
-    if hasattr(rows, "to_dict"):
-        rows = rows.reset_index().to_dict("records") if rows.index.name else rows.to_dict("records")
-    rows = list(rows)
-    columns = list(columns or (rows[0].keys() if rows else []))
+def table(rows: list[dict[str, Any]], digits: int = 3) -> str:
+    """A Markdown table of ``rows`` (dicts with the same keys, in column order); floats rounded."""
+    columns = list(rows[0]) if rows else []
 
     def cell(v: Any) -> str:
         if isinstance(v, float):
@@ -149,18 +142,21 @@ def server(run: str | Path, *flags: str) -> Iterator[None]:
     import socket
     import subprocess
     import sys
+    import tempfile
     import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a server that logs much never blocks on it
     proc = subprocess.Popen([sys.executable, "-m", "headstart", "serve", str(run), "--port", str(port), *flags],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=log, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"headstart serve {run} stopped: {proc.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"headstart serve {run} stopped: {log.read()[-2000:]}")
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
                 break
@@ -175,6 +171,7 @@ def server(run: str | Path, *flags: str) -> Iterator[None]:
             _ports.pop()
         proc.terminate()
         proc.wait(timeout=30)
+        log.close()
 
 
 def curl(command: str) -> str:
