@@ -11,6 +11,13 @@ from PIL import Image
 
 os.environ["HEADSTART_QUIET"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = pytest.StashKey[list]()  # lines a test leaves for the end of the run (the docs build's figures)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Figures that `make test` shows even when quiet: what the docs build executed, and how long it took."""
+    for line in config.stash.get(SUMMARY, []):
+        terminalreporter.write_line(line)
 SHARED = ROOT.parent / "shared" / "data"
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, SUMMARY
 
 SHELL_FENCE = re.compile(r"^```(?:bash|console|sh|shell)[^\n]*\n(.*?)^```", re.M | re.S)
 
@@ -38,7 +38,7 @@ def executed_blocks() -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def site(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
     """The site, built once for this module: strictly, its examples executed, in a temporary folder."""
     pytest.importorskip("mkdocs")
     tmp_path = tmp_path_factory.mktemp("docs")
@@ -53,8 +53,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert res.returncode == 0, res.stderr[-4000:]
     blocks = executed_blocks()
     commands = re.search(r"(\d+) commands executed in (\d+) s", res.stderr)
-    print(f"docs: built in {seconds:.0f} s; {sum(blocks.values())} executed blocks on {len(blocks)} pages, "
-          f"{commands.group(1)} headstart commands in them ({commands.group(2)} s)")
+    line = (f"docs: built strictly in {seconds:.0f} s; {sum(blocks.values())} executed blocks on {len(blocks)} pages, "
+            f"{commands.group(1)} headstart commands in them ({commands.group(2)} s)")
+    print(line)
+    pytestconfig.stash.setdefault(SUMMARY, []).append(line)  # shown at the end of `make test`, even with -q
     assert len(blocks) >= 15 and int(commands.group(1)) >= 20
     # the examples' folder is gone (the library-wide matplotlib and TorchInductor caches may stay, by design)
     left = [p.name for p in scratch.iterdir() if p.name.startswith("headstart-docs-")] + list(scratch.rglob("runs"))
@@ -147,7 +149,7 @@ def command_lines(text: str) -> list[str]:
     return found
 
 
-def test_every_command_line_shown_in_the_docs_parses() -> None:
+def test_every_command_line_shown_in_the_docs_parses(pytestconfig: pytest.Config) -> None:
     """Shell examples that name the reader's own files (photos/, reviews.csv) cannot run as written; each is
     parsed by the command line's own parser instead: an unknown command or option, a missing argument or a value
     of the wrong type fails here. (Examples on built-in data are executed by the site build.)"""
@@ -176,13 +178,13 @@ def test_every_command_line_shown_in_the_docs_parses() -> None:
             except typer.TyperException as e:  # the parser's errors (Typer carries its own Click)
                 bad.append(f"{page.relative_to(ROOT)}: `{line}`: {e.format_message()}")
             checked += 1
-    print(f"docs: {checked} command lines parsed")
+    pytestconfig.stash.setdefault(SUMMARY, []).append(f"docs: {checked} shell command lines parsed by the CLI's parser")
     assert checked > 30, checked
     assert not bad, "\n".join(bad)
 
 
 
-def test_commands_and_options_named_in_the_prose_exist() -> None:
+def test_commands_and_options_named_in_the_prose_exist(pytestconfig: pytest.Config) -> None:
     """Inline mentions (`headstart tune`, `headstart fit --seed`) are not whole commands; the command each names
     and every ``--option`` in it must exist, so that a renamed flag cannot live on in a sentence."""
     import typer
@@ -208,7 +210,7 @@ def test_commands_and_options_named_in_the_prose_exist() -> None:
                 if flag.startswith("--") and flag not in known:
                     bad.append(f"{page.relative_to(ROOT)}: `headstart {span}`: {words[0]} has no option {flag}")
             names += 1
-    print(f"docs: {names} commands named in the prose")
+    pytestconfig.stash.setdefault(SUMMARY, []).append(f"docs: {names} commands named in the prose checked")
     assert names > 50 and not bad, "\n".join(bad)
 
 def test_every_python_example_in_the_docs_is_executed() -> None:
