@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +32,21 @@ import numpy as np
 from domain_adaptation import mnist, write_digits
 from foundation import MOBILENET, ROOT, SHARED, Section
 from foundation import run as run_cmd
+from strategies import compare as run_compare
 
 SIGN = SHARED / "images" / "sign_language_digits"
 SMS = SHARED / "text" / "sms_spam" / "SMSSpamCollection"
 
 
 def compare(args: list[str], out: Path, env: dict[str, str]) -> tuple[list[dict[str, str]], float]:
-    """One `headstart compare` (resumed when an earlier benchmark was interrupted); its rows and wall time."""
+    """`strategies.compare`, once: a comparison an interrupted benchmark finished is read back, not run again."""
     done = out / "wall_seconds.txt"
-    if not done.is_file():
-        t0 = time.perf_counter()
-        run_cmd(["compare", *args, "--out", str(out), *(["--resume"] if out.exists() else [])], env)
-        done.write_text(f"{time.perf_counter() - t0:.1f}")
-    with (out / "compare.csv").open() as f:
-        return list(csv.DictReader(f)), float(done.read_text())
+    if done.is_file():
+        with (out / "compare.csv").open() as f:
+            return list(csv.DictReader(f)), float(done.read_text())
+    rows, wall = run_compare(args, out, env)
+    done.write_text(f"{wall:.1f}")
+    return rows, wall
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,41 @@ from PIL import Image
 os.environ["HEADSTART_QUIET"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = pytest.StashKey[list]()  # lines a test leaves for the end of the run (the docs build's figures)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")  # Debian's, driven by Playwright
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright; skips, with the reason, where either is missing (`make test`
+    installs Chromium from the system packages when it can)."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH (apt-get install chromium)")
+    sync = pytest.importorskip("playwright.sync_api")
+    with sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_page(browser, path: Path, screenshot: str) -> tuple[object, list[str]]:
+    """``path`` at 1280 px and what its console and page errors said. ``HEADSTART_SCREENSHOTS=DIR`` also saves a
+    full-page screenshot there, named ``screenshot``."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:80]}"))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    folder = os.environ.get("HEADSTART_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / screenshot), full_page=True)
+    return page, errors
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

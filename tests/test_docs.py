@@ -14,7 +14,6 @@ import html
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, SUMMARY
+from .conftest import ROOT, SUMMARY, open_page
 
 SHELL_FENCE = re.compile(r"^```(?:bash|console|sh|shell)[^\n]*\n(.*?)^```", re.M | re.S)
 
@@ -89,33 +88,16 @@ def test_the_site_builds_strict_with_its_examples_executed(site: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("page", ["choose-strategy", "tutorials/transfer"])
-def test_pages_read_well_in_a_browser(site: Path, page: str) -> None:
+def test_pages_read_well_in_a_browser(browser, site: Path, page: str) -> None:
     """Two pages in Debian's Chromium (headless, through Playwright) at 1280 px: no console error, no broken
     image, no horizontal scrolling of the page (wide command outputs scroll inside their block).
     ``HEADSTART_SCREENSHOTS=DIR`` saves a full-page screenshot of each (docs/img/docs-*.png)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no chromium on PATH (apt-get install chromium)")
-    sync = pytest.importorskip("playwright.sync_api")
-    with sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--disable-gpu", "--no-first-run",
-                                                                    "--disable-background-networking"])
-        view = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        view.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        view.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-        view.goto((site / page / "index.html").as_uri())
-        view.wait_for_load_state("load")
-        folder = os.environ.get("HEADSTART_SCREENSHOTS")
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            view.screenshot(path=str(Path(folder) / f"docs-{page.replace('/', '-')}.png"), full_page=True)
-        assert errors == []
-        assert view.evaluate("document.documentElement.scrollWidth") <= 1280
-        broken = view.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
-        assert broken == 0 and (page != "choose-strategy" or view.evaluate("document.images.length") >= 2)
-        assert view.evaluate("document.querySelectorAll('.md-nav__link').length") > 20  # the navigation is there
-        browser.close()
+    view, errors = open_page(browser, site / page / "index.html", f"docs-{page.replace('/', '-')}.png")
+    assert errors == []
+    assert view.evaluate("document.documentElement.scrollWidth") <= 1280
+    broken = view.evaluate("[...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).length")
+    assert broken == 0 and (page != "choose-strategy" or view.evaluate("document.images.length") >= 2)
+    assert view.evaluate("document.querySelectorAll('.md-nav__link').length") > 20  # the navigation is there
 
 
 def options_of(group: object, command: str) -> set[str]:
@@ -158,6 +140,7 @@ def test_every_command_line_shown_in_the_docs_parses(pytestconfig: pytest.Config
     from headstart.cli import app
 
     group = typer.main.get_command(app)
+    fit_flags = options_of(group, "fit")
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
     checked, bad = 0, []
     for page in pages:
@@ -172,7 +155,7 @@ def test_every_command_line_shown_in_the_docs_parses(pytestconfig: pytest.Config
                     sub = cmd.make_context(name, rest, parent=ctx)
                     # compare, tune, distill, fewshot pass the rest on to fit: it must be fit's
                     unknown = [a.split("=")[0] for a in sub.args if a.startswith("--")]
-                    unknown = [a for a in unknown if a not in options_of(group, "fit")]
+                    unknown = [a for a in unknown if a not in fit_flags]
                     if unknown:
                         bad.append(f"{page.relative_to(ROOT)}: `{line}`: neither {name} nor fit has {unknown}")
             except typer.TyperException as e:  # the parser's errors (Typer carries its own Click)
@@ -193,6 +176,7 @@ def test_commands_and_options_named_in_the_prose_exist(pytestconfig: pytest.Conf
 
     group = typer.main.get_command(app)
     ctx = typer.Context(group, info_name="headstart")
+    fit_flags = options_of(group, "fit")
     names, bad = 0, []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         prose = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
@@ -204,7 +188,7 @@ def test_commands_and_options_named_in_the_prose_exist(pytestconfig: pytest.Conf
                 continue
             known = options_of(group, words[0]) | {"--help"}
             if cmd.context_settings.get("ignore_unknown_options"):  # it passes the rest on to fit
-                known |= options_of(group, "fit")
+                known |= fit_flags
             for w in words[1:]:
                 flag = w.strip("[]").split("=")[0]
                 if flag.startswith("--") and flag not in known:

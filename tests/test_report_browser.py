@@ -8,45 +8,19 @@ is missing; `make test` installs Chromium from the system packages when it can.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 import headstart
 
-from .conftest import write_image_folder, write_text_table
+from .conftest import CHROMIUM, open_page, write_image_folder, write_text_table
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (apt-get install chromium)")]
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync = pytest.importorskip("playwright.sync_api")
-    with sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield b
-        b.close()
-
-
 def open_report(browser, path: Path, shot: str) -> tuple[object, list[str]]:
-    """The page at 1280 px and what its console and page errors said."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url[:80]}"))
-    page.goto(path.resolve().as_uri())
-    page.wait_for_load_state("load")
-    folder = os.environ.get("HEADSTART_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"report-{shot}.png"), full_page=True)
-    return page, errors
+    return open_page(browser, path, f"report-{shot}.png")
 
 
 def check_page(page, errors: list[str], sections: list[str]) -> None:
