@@ -32,8 +32,9 @@ browser:
 	  echo "chromium is not installed (apt-get install chromium): the browser tests will skip"
 
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: a broken layer fails the suite.
-# pytest exits 5 when it collected no test: that is a broken suite, not a pass.
+# pytest exits 5 when it collected no test: that is a broken suite, not a pass. The 15 slowest tests are listed at
+# the end: CI has a 20-minute budget, and they are where to look when it runs short.
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -ra; rc=$$?; \
+	$(BIN)/python -m pytest -q -ra --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

@@ -1,10 +1,15 @@
-"""Atomic file writes: a killed process never leaves a half-written file behind."""
+"""Atomic file writes (a killed process never leaves a half-written file behind), and where caches live."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """The cache folder of features and decoded images: ``$HEADSTART_CACHE_DIR``, else ``runs/.cache``."""
+    return Path(os.environ.get("HEADSTART_CACHE_DIR", "runs/.cache"))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -740,8 +740,8 @@ def _size(n: float) -> str:
     return ""  # pragma: no cover
 
 
-@app.command("cache", help="List the feature cache (size, what each entry was made from, last use); --clear or "
-             "--max-size to free disk.")
+@app.command("cache", help="List the cache: extracted features and decoded images (size, what each entry was made "
+             "from, last use); --clear or --max-size to free disk.")
 @_user_errors
 def cache_cmd(
     clear: bool = typer.Option(False, "--clear", help="Remove every entry."),
@@ -752,25 +752,30 @@ def cache_cmd(
 ) -> None:
     import datetime as dt
 
+    from .data import store_entries
     from .features import cache_entries, default_cache_dir, remove_entries, trim_cache
 
     folder = cache_dir or default_cache_dir()
     if clear and max_size is not None:
         raise HeadstartError("cache: give --clear or --max-size, not both")
+
+    def entries_now() -> list[dict]:  # features and decoded images, most recently used first
+        return sorted(cache_entries(folder) + store_entries(folder), key=lambda e: -e["last_used"])
+
     if clear:
-        gone = cache_entries(folder)
+        gone = entries_now()
         out.print(f"removed {len(gone)} entries, {_size(remove_entries(gone))} freed, from {folder}")
         return
     if max_size is not None:
-        gone = trim_cache(_bytes(max_size), folder)
+        gone = trim_cache(_bytes(max_size), entries_now())
         out.print(f"removed {len(gone)} least recently used entries, {_size(sum(e['bytes'] for e in gone))} freed")
-    entries = cache_entries(folder)
+    entries = entries_now()
     when = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M")  # noqa: E731
-    table = Table(title=f"feature cache {folder}: {len(entries)} entries, {_size(sum(e['bytes'] for e in entries))}")
+    table = Table(title=f"cache {folder}: {len(entries)} entries, {_size(sum(e['bytes'] for e in entries))}")
     for col in ("key", "size", "model", "data", "what", "rows x dim", "created", "last used"):
         table.add_column(col, justify="right" if col in ("size", "rows x dim") else "left")
     for e in entries:
-        table.add_row(e["key"][:12], _size(e["bytes"]), e["model"], e["source"] or "?", e["tag"] or "features",
+        table.add_row(e["key"][:12], _size(e["bytes"]), e["model"] or "-", e["source"] or "?", e["tag"] or "features",
                       "x".join(str(v) for v in e["shape"]), when(e["created"]), when(e["last_used"]))
     out.print(table)
 

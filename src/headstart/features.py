@@ -25,15 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, default_cache_dir
 from ._progress import track
 
 if TYPE_CHECKING:  # the declared interface; features never builds a backbone
     from .backbones import Backbone
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HEADSTART_CACHE_DIR", "runs/.cache"))
 
 
 def cache_key(backbone: Backbone, data_fingerprint: str, tag: str = "") -> str:
@@ -274,21 +270,26 @@ def cache_entries(cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
 
 
 def remove_entries(entries: list[dict[str, Any]]) -> int:
-    """Delete cache entries (array and description); returns the bytes freed."""
+    """Delete cache entries (array and description, or an image store's folder); returns the bytes freed."""
+    import shutil
+
     freed = 0
     for e in entries:
         npy = Path(e["path"])
-        for p in (npy, npy.with_suffix(".json")):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        if npy.is_dir():
+            shutil.rmtree(npy, ignore_errors=True)
+        else:
+            for p in (npy, npy.with_suffix(".json")):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
         freed += e["bytes"]
     return freed
 
 
-def trim_cache(max_bytes: int, cache_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Remove the least recently used entries until the cache holds at most ``max_bytes``; returns those removed."""
+def trim_cache(max_bytes: int, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Remove the least recently used of ``entries`` until they hold at most ``max_bytes``; returns those removed."""
     total, removed = 0, []
-    for e in cache_entries(cache_dir):  # most recently used first: the newest that fit are kept
+    for e in sorted(entries, key=lambda e: -e["last_used"]):  # most recently used first: the newest that fit are kept
         total += e["bytes"]
         if total > max_bytes:
             removed.append(e)

@@ -7,6 +7,8 @@ declare it too. Batches are built from decoded uint8 arrays [H, W, 3].
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -128,10 +130,18 @@ class ImageBatcher(Batcher):
 
         What this batcher then gets are uint8 CHW tensors that only need scaling and normalising: decoding
         happened at load, and resizing (~1-3 ms per photo) no longer repeats each epoch. Items are returned
-        unchanged when the preset is random or when the resized copies would exceed ``budget_bytes``.
+        unchanged when the preset is random or when the resized copies would exceed ``budget_bytes``. An image
+        store's images (``data.ImageStore``) are resized into a file beside it instead, whatever their number.
         """
         _, h, w = self.cfg["input_size"]
-        if self._geometry is None or len(items) * 3 * h * w > budget_bytes:
+        if self._geometry is None:
+            return items
+        if hasattr(items, "resized"):  # an image store (`data._store`): resized once into a file beside it
+            geometry = [self.cfg["input_size"], self.cfg["crop_pct"], self.cfg["interpolation"]]  # what build_transform reads
+            tag = hashlib.sha256(json.dumps(geometry, default=str).encode()).hexdigest()[:12]
+            return items.resized(lambda x: self._geometry(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)),
+                                 f"{h}x{w}-{tag}", (3, h, w))
+        if len(items) * 3 * h * w > budget_bytes:
             return items
         return [x if isinstance(x, torch.Tensor) else self._geometry(torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1))
                 for x in items]

@@ -37,12 +37,24 @@ from ._dataset import (
 from ._leakage import NEAR_BITS, example_hashes, find_leaks, leak_summary, normalise_text, without_leaks
 from ._targets import Target, check_targets, encode_targets, merge_datasets, strata_of
 from ._episodes import Episode, draw_episode, eligible, episodes, mean_ci95, rows_by_class, split_classes
-from ._images import IMAGE_EXTENSIONS, TooManyPixels, _file_key as file_key, decode_all, decode_image, is_image_file, list_image_folder, load_image_paths
+from ._images import (
+    IMAGE_EXTENSIONS,
+    STORE_FROM,
+    TooManyPixels,
+    _file_key as file_key,
+    decode_image,
+    is_image_file,
+    list_image_folder,
+    load_image_paths,
+    read_images,
+)
+from ._store import Chain, ImageStore, store_entries, take
 from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
-__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "find_leaks", "leak_summary", "without_leaks", "example_hashes", "normalise_text", "NEAR_BITS", "make_splits", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file"]
+__all__ = ["AMBIGUOUS_INTEGERS", "Dataset", "Target", "Episode", "draw_episode", "eligible", "episodes", "mean_ci95", "rows_by_class", "split_classes", "TooManyPixels", "load_data", "find_leaks", "leak_summary", "without_leaks", "example_hashes", "normalise_text", "NEAR_BITS", "make_splits", "decode_image", "demo_table_path", "file_key", "per_class_subset", "stratified_holdout", "load_image_paths", "read_image_list", "read_inputs", "read_texts", "read_table", "TABLE_EXTENSIONS", "BUILTINS", "is_image_file",
+           "Chain", "ImageStore", "STORE_FROM", "store_entries", "take"]
 
 
 def _finish(
@@ -106,7 +118,7 @@ def _finish(
     if len(used) < len(items):  # a budget left examples unused: drop them (feature extraction is per dataset)
         remap = np.full(len(items), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
-        items, y = [items[i] for i in used], y[used]
+        items, y = take(items, used), y[used]
         refs, keys = [refs[i] for i in used], [keys[i] for i in used]
         targets = {k: dataclasses.replace(t, y=t.y[used]) for k, t in targets.items()}
         group_ids = group_ids[used] if group_ids is not None else None
@@ -130,23 +142,15 @@ def _load_images(root: Path, test: Path | None, strict: bool, **split_kw) -> Dat
         parts["test"] = given.get("pool") or given["train"]
     order = [parts.get("pool", []) + parts.get("train", []), parts.get("val", []), parts.get("test", [])]
     files = [p for part in order for p, _ in part]
-    arrays, skipped = decode_all(files, strict)
-    items, labels, refs, keys = [], [], [], []
-    # Walk files once, keeping decoded ones and counting per part.
-    counts, k = [], 0
-    for part in order:
-        n = 0
-        for p, label in part:
-            arr = arrays[k]
-            k += 1
-            if arr is None:
-                continue
-            items.append(arr)
-            labels.append(label)
-            refs.append(str(p))
-            keys.append(file_key(p))
-            n += 1
-        counts.append(n)
+    keys_all = [file_key(p) for p in files]
+    items, skipped = read_images(files, strict, source=str(root), keys=keys_all)
+    kept = items.rows
+    ok = np.zeros(len(files), dtype=bool)
+    ok[kept] = True
+    labels = [lab for part in order for _, lab in part]
+    labels, refs, keys = [labels[i] for i in kept], [str(files[i]) for i in kept], [keys_all[i] for i in kept]
+    ends = np.cumsum([0] + [len(part) for part in order])
+    counts = [int(ok[a:b].sum()) for a, b in zip(ends[:-1], ends[1:])]
     for cls in sorted({lab for _, lab in order[0]} - set(labels[: counts[0]])):
         raise DataError(f"{root}: every image of class {cls!r} was unreadable; fix or remove that class folder")
     decided = {"label": {"value": "class sub-folder names", "how": "folder layout", "flag": ""}}
@@ -192,13 +196,12 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
                if not f.is_file()]
     if missing and strict:
         raise DataError(f"{missing[0][0]}: {missing[0][1]}")
-    found = [f.is_file() for f in files]
-    arrays, bad = decode_all([f for f, ok in zip(files, found) if ok], strict)
-    decoded = iter(arrays)
-    keep = [next(decoded) if ok else None for ok in found]
+    found = [i for i, f in enumerate(files) if f.is_file()]
+    store, bad = read_images([files[i] for i in found], strict, source=str(path))
+    rows = [found[int(r)] for r in store.rows]  # table rows whose image was read
     why = dict(bad)
-    skipped = skipped + missing + [(r, why[str(f)]) for r, f, a, ok in zip(refs, files, keep, found) if ok and a is None]
-    rows = [i for i, a in enumerate(keep) if a is not None]
+    kept = set(rows)
+    skipped = skipped + missing + [(refs[i], why[str(files[i])]) for i in found if i not in kept]
     if not rows:
         raise DataError(f"{path}: none of its {len(cells)} images could be read (e.g. {skipped[0][0]}: {skipped[0][1]})")
     if missing or len(rows) < len(cells):
@@ -208,7 +211,7 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
     if column.get("how", "").startswith("detected"):
         column = {**column, "how": "detected: its cells name image files"}
     decided = {**table.decided, "image": {**column, "flag": "--text-col"}}
-    return _finish("image", path.stem, [keep[i] for i in rows], [labels[i] for i in rows], [refs[i] for i in rows],
+    return _finish("image", path.stem, store, [labels[i] for i in rows], [refs[i] for i in rows],
                    [file_key(files[i]) for i in rows], sum(1 for i in rows if i < n_pool), 0,
                    sum(1 for i in rows if i >= n_pool), skipped, decided, where=str(path), columns=table.label_columns,
                    separate=separate, groups=[groups[i] for i in rows] if groups is not None else None, **split_kw)
@@ -385,7 +388,7 @@ def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tupl
                 raise DataError(f"{ref}: {why}; it cannot be predicted")
         if not arrays and not items:
             raise DataError(f"no readable image among the inputs ({len(skipped)} unreadable)")
-        return items + arrays, refs + prefs
+        return (items + arrays if items else arrays), refs + prefs
     for x in inputs:
         p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
         if p is not None and p.suffix.lower() in TABLE_EXTENSIONS and p.is_file():

@@ -14,6 +14,7 @@ dataset: changing the seed or the split reuses the cached features.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..config import TASK_TYPES
 from ..errors import DataError
 from ..targets import get_task_type, truthy
 from ..targets.classes import number
+from ._store import ImageStore, take
 
 TASKS = ("binary", "multiclass", "multilabel", "regression")
 MIN_PER_CLASS_FOR_VAL = 5  # below this, holding out examples for selection costs more than it tells
@@ -45,7 +47,7 @@ class Dataset:
 
     modality: str  # "image" or "text"
     classes: list[str]  # class names; label names (multilabel); target names (regression)
-    items: list[Any]  # decoded HxWxC uint8 arrays (images) or str (texts)
+    items: Sequence[Any]  # decoded HxWxC uint8 arrays (an `ImageStore` for folders and image tables) or str (texts)
     y: np.ndarray  # int64 class ids [N]; float32 [N, C] 0/1 (multilabel) or [N, T] values (regression)
     refs: list[str]  # where each example came from: a path, or "file:row"
     keys: list[str]  # fingerprint material per example (path+size+mtime, or the text)
@@ -82,8 +84,12 @@ class Dataset:
             h.update(b"\0")
         return h.hexdigest()[:20]
 
-    def subset(self, idx: np.ndarray) -> tuple[list[Any], np.ndarray]:
-        return [self.items[i] for i in idx], self.y[idx]
+    def take(self, idx: np.ndarray) -> Sequence[Any]:
+        """The examples at ``idx``: a view of an image store (nothing read until used), else a list."""
+        return take(self.items, idx)
+
+    def subset(self, idx: np.ndarray) -> tuple[Sequence[Any], np.ndarray]:
+        return self.take(idx), self.y[idx]
 
     @property
     def kind(self) -> Any:
@@ -129,7 +135,10 @@ class Dataset:
             q = np.percentile(values, [0, 50, 95, 100])
             return {"measure": name, "min": int(q[0]), "median": float(q[1]), "p95": float(q[2]), "max": int(q[3])}
 
-        if self.items and isinstance(self.items[0], np.ndarray):
+        if isinstance(self.items, ImageStore):
+            hw = self.items.shapes()
+            out["image_size"] = [quantiles("height", hw[:, 0]), quantiles("width", hw[:, 1])]
+        elif self.items and isinstance(self.items[0], np.ndarray):
             hw = np.array([a.shape[:2] for a in self.items])
             out["image_size"] = [quantiles("height", hw[:, 0]), quantiles("width", hw[:, 1])]
         elif self.items:

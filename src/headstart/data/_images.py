@@ -6,11 +6,12 @@ Layouts understood (first match wins):
   ``root/test/<class>/``;
 * ``root/<class>/`` – one pool, split stratified by seed.
 
-Images are decoded once, at load time, downscaled so that their shorter side
-is at most ``max_side`` pixels (JPEG draft mode makes this cheap), and kept in
-memory as uint8 arrays: training epochs and feature extraction then never
-touch the disk or the JPEG decoder again. A file that cannot be decoded is
-skipped with a warning naming it (``strict`` turns that into an error).
+Images are decoded once, downscaled so that their shorter side is at most
+``max_side`` pixels (JPEG draft mode makes this cheap), into an image store on
+disk (`data._store`): training epochs, feature extraction and later runs on the
+same files then never touch the JPEG decoder again, and memory holds a batch,
+not the data set. A file that cannot be decoded is skipped with a warning
+naming it (``strict`` turns that into an error).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -26,6 +28,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .._progress import track, warn
 from ..errors import DataError
+from ._store import ImageStore, build_store
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation", "valid", "dev"), "test": ("test", "testing")}
@@ -122,38 +125,64 @@ def list_image_folder(root: Path) -> dict[str, list[tuple[Path, str]]]:
     return out
 
 
+def _decoded(p: Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray | None, str | None]:
+    """(array, None), or (None, why it cannot be used)."""
+    try:
+        return decode_image(p, max_side), None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return None, f"image too large ({e}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        return None, f"cannot decode image ({e.__class__.__name__}: {e})"
+
+
+def _skip(strict: bool) -> Callable[[Path, str], None]:
+    """The bad-file policy: an error under ``strict``, else a warning naming the file."""
+    def on_skip(p: Path, why: str) -> None:
+        if strict:
+            raise DataError(f"{p}: {why} (remove the file, or drop --strict to skip unreadable files)")
+        warn(f"skipping {p}: {why}")
+
+    return on_skip
+
+
 def decode_all(files: list[Path], strict: bool, max_side: int = MAX_SIDE) -> tuple[list[np.ndarray | None], list[tuple[str, str]]]:
-    """Decode files in parallel; returns arrays (None where skipped) and the skip list."""
-
-    def one(p: Path) -> tuple[np.ndarray | None, str | None]:
-        try:
-            return decode_image(p, max_side), None
-        except Image.DecompressionBombError as e:
-            return None, f"image too large ({e}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        except Image.DecompressionBombWarning as e:
-            return None, f"image too large ({e}); raise PIL.Image.MAX_IMAGE_PIXELS if you trust it"
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            return None, f"cannot decode image ({e.__class__.__name__}: {e})"
-
+    """Decode files in parallel into memory; returns arrays (None where skipped) and the skip list."""
     workers = min(8, (os.cpu_count() or 1) * 2)
     arrays: list[np.ndarray | None] = []
     skipped: list[tuple[str, str]] = []
+    on_skip = _skip(strict)
     with ThreadPoolExecutor(workers) as pool:
-        for p, (arr, why) in zip(files, track(pool.map(one, files), len(files), "decoding images", min_total=200)):
+        decoded = pool.map(lambda p: _decoded(p, max_side), files)
+        for p, (arr, why) in zip(files, track(decoded, len(files), "decoding images", min_total=200)):
             if why is not None:
-                if strict:
-                    raise DataError(f"{p}: {why} (remove the file, or drop --strict to skip unreadable files)")
-                warn(f"skipping {p}: {why}")
+                on_skip(p, why)
                 skipped.append((str(p), why))
             arrays.append(arr)
     return arrays, skipped
 
 
-def load_image_paths(paths: list[Path], strict: bool = False) -> tuple[list[np.ndarray], list[str], list[tuple[str, str]]]:
-    """Decode a list of images for prediction: (arrays, refs, skipped)."""
+def read_images(files: list[Path], strict: bool, source: str, keys: list[str] | None = None,
+                max_side: int = MAX_SIDE) -> tuple[ImageStore, list[tuple[str, str]]]:
+    """Decode files once into an image store (`data._store`), or open the one an earlier run made of the same files:
+    (the readable images in order, skipped files with why). ``keys``: the files' `_file_key`, when already known."""
+    keys = keys if keys is not None else [_file_key(p) for p in files]
+    return build_store(files, keys, lambda p: _decoded(p, max_side), max_side=max_side, source=source,
+                       on_skip=_skip(strict))
+
+
+STORE_FROM = 1000  # images: `load_image_paths` keeps fewer in memory, reads more through an image store
+
+
+def load_image_paths(paths: list[Path], strict: bool = False) -> tuple[Sequence[np.ndarray], list[str], list[tuple[str, str]]]:
+    """Decode a list of images for prediction: (arrays, refs, skipped). From `STORE_FROM` images on, they are
+    read through an image store, so that predicting a large folder holds one batch in memory, not the folder."""
+    if len(paths) >= STORE_FROM:
+        store, skipped = read_images(paths, strict, source=f"{len(paths)} files to predict")
+        return store, [str(paths[int(r)]) for r in store.rows], skipped
     arrays, skipped = decode_all(paths, strict)
     kept = [(a, str(p)) for a, p in zip(arrays, paths) if a is not None]
     return [a for a, _ in kept], [r for _, r in kept], skipped
 
 
-__all__ = ["TooManyPixels", "decode_image", "list_image_folder", "decode_all", "load_image_paths", "is_image_file", "_file_key"]
+__all__ = ["STORE_FROM", "TooManyPixels", "decode_image", "list_image_folder", "decode_all", "load_image_paths", "read_images",
+           "is_image_file", "_file_key"]

@@ -25,12 +25,15 @@ import hashlib
 import re
 import time
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from .._progress import track
 from ._dataset import Dataset
+from ._store import ImageStore
 
 NEAR_BITS = 8  # of 64: a near-duplicate image's perceptual hash differs from the other's in at most this many bits
 NEAR_MAD = 2.0  # and their 16x16 grayscale thumbnails by at most this many grey levels (of 255) per pixel, on average
@@ -74,20 +77,58 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(-1, 8), axis=1).sum(1)
 
 
+def _image_hashes(items: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Both fingerprints of images, read a chunk at a time (the images are never all in memory)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    exact, near, thumbs = [], [], []
+    step = 512
+    with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:  # PIL's resize releases the GIL
+        for start in track(range(0, len(items), step), -(-len(items) // step), "hashing images for duplicates",
+                           min_total=2):
+            chunk = [items[i] for i in range(start, min(start + step, len(items)))]
+            exact.extend(_exact(x) for x in chunk)
+            for h, t in pool.map(_near, chunk):
+                near.append(h)
+                thumbs.append(t)
+    return {"exact": np.array(exact, dtype="V16"), "near": np.array(near, dtype=np.uint64),
+            "thumb": np.stack(thumbs) if thumbs else np.zeros((0, THUMB, THUMB), np.uint8)}
+
+
+def _stored_hashes(store: ImageStore) -> dict[str, np.ndarray]:
+    """The fingerprints of every image of a store, computed once and kept beside its pixels (``hashes.npz``)."""
+    import io
+
+    path = store.folder / "hashes.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    whole = ImageStore(store.folder)
+    got = _image_hashes(whole)
+    full = {k: np.zeros((len(whole.index),) + v.shape[1:], dtype=v.dtype) for k, v in got.items()}
+    for k, v in got.items():
+        full[k][whole.rows] = v
+    buf = io.BytesIO()
+    np.savez(buf, **full)
+    atomic_write_bytes(path, buf.getvalue())
+    return full
+
+
 def example_hashes(ds: Dataset) -> dict[str, np.ndarray]:
-    """Both fingerprints of every example (computed once per dataset, then kept on it)."""
+    """Both fingerprints of every example (computed once per dataset, then kept on it; an image store keeps them
+    on disk for the next run on the same files)."""
     if ds.hashes is not None:
         return ds.hashes
-    exact = np.array([_exact(x) for x in ds.items], dtype=object)
     if ds.modality == "image":
-        import os
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(min(8, (os.cpu_count() or 1) * 2)) as pool:  # PIL's resize releases the GIL
-            got = list(track(pool.map(_near, ds.items), len(ds.items), "hashing images for duplicates", min_total=500))
-        ds.hashes = {"exact": exact, "near": np.array([h for h, _ in got], dtype=np.uint64),
-                     "thumb": np.stack([t for _, t in got]) if got else np.zeros((0, THUMB, THUMB), np.uint8)}
+        if isinstance(ds.items, ImageStore):
+            full = _stored_hashes(ds.items)
+            got = {k: v[ds.items.rows] for k, v in full.items()}
+        else:
+            got = _image_hashes(ds.items)
+        ds.hashes = {**got, "exact": got["exact"].astype(object)}
         return ds.hashes
+    exact = np.array([_exact(x) for x in ds.items], dtype=object)
     ds.hashes = {"exact": exact, "near": np.array([normalise_text(x) for x in ds.items], dtype=object)}
     return ds.hashes
 

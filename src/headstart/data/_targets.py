@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..targets import get_task_type, has_label
 from ._dataset import Dataset, decide_target
+from ._store import Chain
 
 
 @dataclass
@@ -120,7 +121,8 @@ def merge_datasets(named: dict[str, Dataset]) -> Dataset:
 
     strata = np.concatenate([d.strata() + 1000 * k for k, (_, d) in enumerate(parts)])
     decided = {f"{name}: {k}": v for name, d in parts for k, v in d.decided.items()}
-    return Dataset(modality=modalities.pop(), classes=list(named), items=cat("items"), y=strata, refs=cat("refs"),
+    items = cat("items") if all(isinstance(d.items, list) for _, d in parts) else Chain([d.items for _, d in parts])
+    return Dataset(modality=modalities.pop(), classes=list(named), items=items, y=strata, refs=cat("refs"),
                    keys=cat("keys"), train_idx=idx("train_idx"), val_idx=idx("val_idx"), test_idx=idx("test_idx"),
                    name="+".join(named), task="multitask", skipped=cat("skipped"), decided=decided, targets=targets)
 

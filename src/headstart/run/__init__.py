@@ -298,7 +298,7 @@ class Run:
         idx = {"all": np.arange(len(ds.items)), "test": ds.test_idx}.get(split)
         if idx is None:
             raise HeadstartError(f"option --split: {split!r} must be 'all' or 'test'")
-        return self.score_outputs(self.truth(ds, idx), self.outputs([ds.items[i] for i in idx], 64, engine))
+        return self.score_outputs(self.truth(ds, idx), self.outputs(ds.take(idx), 64, engine))
 
     def truth(self, ds: Dataset, idx: np.ndarray) -> Any:
         """The labels of examples ``idx`` in this run's order: an array, or per task (name -> (task, names, y))
@@ -362,21 +362,21 @@ class Run:
             if ds.y.shape[1] != len(self.classes):
                 raise DataError(f"{ds.name}: {ds.y.shape[1]} target column(s), the run predicts {len(self.classes)} "
                                 f"({', '.join(self.classes)}); give them with --label-col")
-            return [ds.items[i] for i in idx], ds.y[idx]
+            return ds.take(idx), ds.y[idx]
         if self.task == "multilabel":  # columns in the run's label order; a label the data lacks is all 0
             unknown = [c for c in ds.classes if c not in self.classes]
             if unknown:
                 raise DataError(f"{ds.name}: label {unknown[0]!r} is not one of the run's labels ({', '.join(self.classes)})")
             y = np.zeros((len(idx), len(self.classes)), dtype=np.float32)
             y[:, [self.classes.index(c) for c in ds.classes]] = ds.y[idx]
-            return [ds.items[i] for i in idx], y
+            return ds.take(idx), y
         mapping = {}
         for i, c in enumerate(ds.classes):
             if c not in self.classes:
                 where = ds.refs[int(np.flatnonzero(ds.y == i)[0])]
                 raise DataError(f"{where}: label {c!r} is not one of the run's classes ({', '.join(self.classes)})")
             mapping[i] = self.classes.index(c)
-        return [ds.items[i] for i in idx], np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
+        return ds.take(idx), np.array([mapping[int(v)] for v in ds.y[idx]], dtype=np.int64)
 
     def export(self, **options: Any) -> dict[str, Any]:
         """Export to ONNX (and optionally pruned and int8 copies) in ``RUN/export/``, each file checked.

@@ -240,19 +240,19 @@ def check_inputs(run: Any, data: str | Path | None) -> tuple[Checked, Checked | 
     if data is None:
         ds = run.reload_data()
         rng = np.random.default_rng(0)
-        calib = [ds.items[i] for i in rng.permutation(ds.train_idx)]
+        calib = ds.take(rng.permutation(ds.train_idx))
         part, idx = ("selection split", ds.val_idx) if len(ds.val_idx) else ("training split (it has no selection split)",
                                                                              ds.train_idx)
-        decide = Checked([ds.items[i] for i in idx], run.truth(ds, idx), f"the run's {part} (n={len(idx)})")
+        decide = Checked(ds.take(idx), run.truth(ds, idx), f"the run's {part} (n={len(idx)})")
         what = f"test data {run.config['test']}" if run.config.get("test") else f"held-out split of {run.config.get('data')}"
-        report = (Checked([ds.items[i] for i in ds.test_idx], run.truth(ds, ds.test_idx),
+        report = (Checked(ds.take(ds.test_idx), run.truth(ds, ds.test_idx),
                           f"the run's {what} (n={len(ds.test_idx)}; reported, not used to decide)")
                   if len(ds.test_idx) else None)
         return decide, report, calib
     ds = run.read_like_fit(data, {})
     idx = np.arange(len(ds.items))
-    items = [ds.items[i] for i in idx]
-    return Checked(items, run.truth(ds, idx), f"all of {data} (n={len(items)}; also used to calibrate int8)"), None, list(items)
+    items = ds.take(idx)
+    return Checked(items, run.truth(ds, idx), f"all of {data} (n={len(items)}; also used to calibrate int8)"), None, items
 
 
 def _stage(run: Any, name: str, path: Path, on: Checked, ref: np.ndarray, ref_acc: float,

@@ -269,7 +269,7 @@ class Strategy:
 
         ds = ctx.data
         return (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
-                else predict_outputs(ctx.backbone, ctx.head, [ds.items[i] for i in idx]))
+                else predict_outputs(ctx.backbone, ctx.head, ds.take(idx)))
 
     def score(self, ctx: FitContext, idx: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:
         """Metrics of the fitted model on examples ``idx`` (the reported or the selection split), once, and the

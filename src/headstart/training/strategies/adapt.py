@@ -155,7 +155,7 @@ class _Adapt(FineTune):
         src = ctx.data.train_idx[rng.choice(len(ctx.data.train_idx), min(DISTANCE_POINTS, len(ctx.data.train_idx)), replace=False)]
         tgt = rng.choice(len(self.target), min(DISTANCE_POINTS, len(self.target)), replace=False)
         bs = max(64, self.cfg.batch_size)
-        return (extract_items(ctx.backbone, [ctx.data.items[i] for i in src], bs, "source features"),
+        return (extract_items(ctx.backbone, ctx.data.take(src), bs, "source features"),
                 extract_items(ctx.backbone, [self.target[i] for i in tgt], bs, "target features"))
 
     # -- training ------------------------------------------------------------------------
@@ -233,7 +233,7 @@ class _Adapt(FineTune):
         from ...features import extract_items, head_outputs
 
         data = ctx.data
-        f_val = extract_items(ctx.backbone, [data.items[i] for i in data.val_idx], max(64, self.cfg.batch_size),
+        f_val = extract_items(ctx.backbone, data.take(data.val_idx), max(64, self.cfg.batch_size),
                               "selection features")
         p_val = head_outputs(ctx.head, f_val)
         losses = -np.log(np.clip(p_val[np.arange(len(p_val)), data.y[data.val_idx]], 1e-12, 1.0))

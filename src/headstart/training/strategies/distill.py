@@ -117,7 +117,7 @@ class Distill(FineTune):
         cols, sign = teacher_columns(self.teacher.classes, data.classes, data.task)
         if data.task != self.teacher.task:
             raise ConfigError(f"option --teacher: its task is {self.teacher.task}, the data's is {data.task}")
-        items, keys = [data.items[i] for i in data.train_idx], [data.keys[i] for i in data.train_idx]
+        items, keys = data.take(data.train_idx), [data.keys[i] for i in data.train_idx]
         extra, extra_keys = self._unlabeled()
         t = self._teacher_logits(items + extra, keys + extra_keys, ctx)
         t = np.asarray(t)[:, cols] * sign
@@ -190,7 +190,7 @@ class Distill(FineTune):
         from ...features import predict_outputs
 
         data, teacher = ctx.data, self.teacher
-        items, y = [data.items[i] for i in data.test_idx], data.y[data.test_idx]
+        items, y = data.take(data.test_idx), data.y[data.test_idx]
         record: dict[str, Any] = {}
         for who, backbone, head in (("teacher", teacher.backbone, teacher.head), ("student", ctx.backbone, ctx.head)):
             if who == "teacher":

@@ -90,7 +90,7 @@ class FineTune(Strategy):
         if why_not is None:
             from ._frozen_cache import FrozenPrefix
 
-            prefix, why_not = FrozenPrefix.try_build(ctx.backbone, self.frozen, [data.items[i] for i in data.train_idx[:4]])
+            prefix, why_not = FrozenPrefix.try_build(ctx.backbone, self.frozen, data.take(data.train_idx[:4]))
         if prefix is None:
             if mode == "yes":
                 raise ConfigError(f"option --cache-frozen yes: cannot cache the frozen layers: {why_not}")

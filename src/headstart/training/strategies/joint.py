@@ -109,7 +109,7 @@ class Joint(FineTune):
         data = ctx.data
         items, y = data.subset(data.train_idx)
         self.offset = data.num_classes
-        return items + list(self.source.items), np.concatenate([y, self.source.y + self.offset])
+        return items + self.source.items, np.concatenate([y, self.source.y + self.offset])
 
     def on_epoch_start(self, epoch: int, ctx: FitContext) -> None:
         super().on_epoch_start(epoch, ctx)

@@ -162,12 +162,12 @@ class Multitask(FineTune):
         """The training examples (or their cached frozen-layer rows) with their row in the data as the label:
         each task's label (or its absence) is looked up by row."""
         ds = ctx.data
-        items = list(range(len(ds.train_idx))) if self.prefix is not None else [ds.items[i] for i in ds.train_idx]
+        items = list(range(len(ds.train_idx))) if self.prefix is not None else ds.take(ds.train_idx)
         return items, ds.train_idx.astype(np.int64)
 
     def val_examples(self, ctx: FitContext) -> tuple[list[Any], np.ndarray]:
         ds = ctx.data
-        return [ds.items[i] for i in ds.val_idx], ds.val_idx.astype(np.int64)
+        return ds.take(ds.val_idx), ds.val_idx.astype(np.int64)
 
     # -- the loss -----------------------------------------------------------------------------
     def task_losses(self, logits: dict[str, torch.Tensor], rows: torch.Tensor, ctx: FitContext) -> dict[str, torch.Tensor]:

@@ -1,0 +1,164 @@
+"""Data larger than memory (issue 27): peak memory and wall time as the data grows, against the code before.
+
+    python benchmarks/large_data.py [--sizes 2000,20000,100000] [--baseline-src DIR] [--only folders,shared]
+
+Parts:
+
+* ``folders``: folders of 96x96 JPEGs in 10 classes (each class a coloured shape on noise), written by this
+  script once (the smaller folders are hard links into the largest). ``headstart fit FOLDER --model scratch:cnn``
+  with ``--strategy linear`` and with ``--strategy finetune --epochs 1``, each in a process of its own, every size
+  starting with an empty cache (the first fit decodes; the second reuses what the first cached); then
+  ``headstart predict`` of the linear run on every image of the folder.
+* ``shared``: hymenoptera and the sign-language digits (../shared/data) with MobileNetV1 x0.25 (ImageNet),
+  ``linear`` and ``finetune --epochs 2``, ``--repeats`` times per version, the versions alternating: accuracy,
+  peak memory, wall time, and training throughput from ``metrics.json`` (images per second of the training loop).
+
+Each row is measured twice in the same run: with this checkout's ``src`` and with ``--baseline-src`` (another
+checkout's ``src``, e.g. a ``git worktree`` of the commit before the change), when given. Peak resident memory is
+the process's own (``wait4``'s ``ru_maxrss``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from foundation import MOBILENET, ROOT, SHARED, Section
+
+CLASSES = 10
+SIDE = 96
+
+
+def _write(args: tuple[Path, int]) -> None:
+    from PIL import Image, ImageDraw
+
+    root, i = args
+    rng = np.random.default_rng(i)
+    c = i % CLASSES
+    img = Image.fromarray(rng.integers(0, 120, (SIDE, SIDE, 3), dtype=np.uint8))
+    hue = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (200, 40, 200)][c % 5]
+    x, y = rng.integers(8, SIDE - 48, 2)
+    box = [int(x), int(y), int(x) + 40, int(y) + 40]
+    (ImageDraw.Draw(img).ellipse if c < 5 else ImageDraw.Draw(img).rectangle)(box, fill=hue)
+    img.save(root / f"c{c}" / f"{i:06d}.jpg", quality=90)
+
+
+def folders(work: Path, sizes: list[int]) -> dict[int, Path]:
+    """One folder per size; the largest written, the others hard links to its first images."""
+    top = max(sizes)
+    big = work / f"images-{top}"
+    if not (big / "done").exists():
+        for c in range(CLASSES):
+            (big / f"c{c}").mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(_write, [(big, i) for i in range(top)], chunksize=500))
+        (big / "done").touch()
+    out = {top: big}
+    for n in sizes:
+        if n == top:
+            continue
+        d = work / f"images-{n}"
+        if not d.exists():
+            for i in range(n):
+                src = big / f"c{i % CLASSES}" / f"{i:06d}.jpg"
+                (d / src.parent.name).mkdir(parents=True, exist_ok=True)
+                os.link(src, d / src.parent.name / src.name)
+        out[n] = d
+    return out
+
+
+def measured(args: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
+    """(wall seconds, peak resident MB, metrics.json) of one ``headstart`` process."""
+    cmd = [sys.executable, "-m", "headstart", *args]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty process never blocks on a full pipe
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
+    out = Path(args[args.index("--out") + 1]) if "--out" in args else None
+    return wall, usage.ru_maxrss / 1024, json.loads((out / "metrics.json").read_text()) if out else {}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="2000,20000,100000")
+    ap.add_argument("--baseline-src", type=Path, help="another checkout's src folder, measured in the same run")
+    ap.add_argument("--only", default="folders,shared")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each version on the shared data")
+    ap.add_argument("--work", type=Path, help="keep the generated folders here (default: a new temp folder)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    a = ap.parse_args()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    emit = Section("large-data")
+    work = a.work or emit.work
+    work.mkdir(parents=True, exist_ok=True)
+    versions = {"this change": str(ROOT / "src")}
+    if a.baseline_src:
+        versions = {"before": str(a.baseline_src.resolve()), **versions}
+    emit.header("Data larger than memory: peak memory as the data grows", f"python benchmarks/large_data.py "
+                f"--sizes {a.sizes}" + (" --baseline-src DIR" if a.baseline_src else ""))
+
+    def env_for(src: str, cache: Path) -> dict[str, str]:
+        return {**emit.env, "PYTHONPATH": src, "HEADSTART_CACHE_DIR": str(cache)}
+
+    if "folders" in a.only:
+        t0 = time.perf_counter()
+        made = folders(work, sizes)
+        emit(f"96x96 JPEG folders, 10 classes, written in {time.perf_counter() - t0:.0f} s. `scratch:cnn` (64x64 "
+             "input). Each size starts with an empty cache; `linear` runs first.")
+        emit()
+        emit("| code | images | strategy | peak RSS MB | wall s | held-out accuracy | train images/s |")
+        emit("|---|---:|---|---:|---:|---:|---:|")
+        for version, src in versions.items():
+            for n in sizes:
+                cache = work / f"cache-{version.replace(' ', '-')}-{n}"
+                for strategy in (["linear"], ["finetune", "--epochs", "1"]):
+                    out = work / f"run-{version.replace(' ', '-')}-{n}-{strategy[0]}"
+                    wall, peak, m = measured(["fit", str(made[n]), "--model", "scratch:cnn", "--strategy", *strategy,
+                                              "--out", str(out)], env_for(src, cache))
+                    emit(f"| {version} | {n:,} | {strategy[0]} | {peak:,.0f} | {wall:.1f} | "
+                         f"{m['test']['accuracy']:.4f} | {m['fit'].get('samples_per_second') or ''} |")
+                wall, peak, _ = measured(["predict", str(out.with_name(out.name.replace("finetune", "linear"))), str(made[n])],
+                                         env_for(src, cache))
+                emit(f"| {version} | {n:,} | predict (the linear run, every image) | {peak:,.0f} | {wall:.1f} | | |")
+        emit()
+    if "shared" in a.only and SHARED.is_dir():
+        emit(f"Real data, MobileNetV1 x0.25 (ImageNet checkpoint), seed 0, {a.repeats} runs of each version, alternating "
+             "(median shown; the first run of each version builds its cache, later runs reuse it).")
+        emit()
+        emit("| data | strategy | code | held-out accuracy | peak RSS MB | wall s | train images/s (each run) |")
+        emit("|---|---|---|---:|---:|---:|---|")
+        for name in ("hymenoptera", "sign_language_digits"):
+            for strategy in (["linear"], ["finetune", "--epochs", "2"]):
+                got: dict[str, list[tuple[float, float, dict]]] = {v: [] for v in versions}
+                for rep in range(a.repeats):
+                    for version, src in versions.items():
+                        tag = f"{version.replace(' ', '-')}-{name}"
+                        out = work / f"run-{tag}-{strategy[0]}-{rep}"
+                        got[version].append(measured(["fit", str(SHARED / "images" / name), *MOBILENET, "--strategy",
+                                                      *strategy, "--out", str(out)], env_for(src, work / f"cache-{tag}")))
+                for version, runs in got.items():
+                    accs = {f"{m['test']['accuracy']:.4f}" for _, _, m in runs}
+                    speeds = [m["fit"].get("samples_per_second") for _, _, m in runs]
+                    emit(f"| {name} | {strategy[0]} | {version} | {' / '.join(sorted(accs))} | "
+                         f"{statistics.median(p for _, p, _ in runs):,.0f} | {statistics.median(w for w, _, _ in runs):.1f} | "
+                         f"{', '.join(str(v) for v in speeds if v) or '-'} |")
+        emit()
+    emit.append_to(a.out)
+
+
+if __name__ == "__main__":
+    main()
