@@ -1,6 +1,7 @@
 """Data larger than memory (issue 27): peak memory and wall time as the data grows, against the code before.
 
-    python benchmarks/large_data.py [--sizes 2000,20000,100000] [--baseline-src DIR] [--only folders,shared]
+    python benchmarks/large_data.py [--sizes 2000,20000,100000] [--baseline-src DIR] [--only folders,shared] [--repeats 3]
+                                   [--work DIR]
 
 Parts:
 
@@ -10,12 +11,15 @@ Parts:
   starting with an empty cache (the first fit decodes; the second reuses what the first cached); then
   ``headstart predict`` of the linear run on every image of the folder.
 * ``shared``: hymenoptera and the sign-language digits (../shared/data) with MobileNetV1 x0.25 (ImageNet),
-  ``linear`` and ``finetune --epochs 2``, ``--repeats`` times per version, the versions alternating: accuracy,
-  peak memory, wall time, and training throughput from ``metrics.json`` (images per second of the training loop).
+  ``linear`` and ``finetune --epochs 2``, ``--repeats`` times per version, the versions alternating, every run with
+  an empty cache: accuracy, peak memory, wall time, and training throughput from ``metrics.json`` (images per
+  second of the training loop).
 
 Each row is measured twice in the same run: with this checkout's ``src`` and with ``--baseline-src`` (another
 checkout's ``src``, e.g. a ``git worktree`` of the commit before the change), when given. Peak resident memory is
-the process's own (``wait4``'s ``ru_maxrss``).
+the process's own high-water mark, measured by GNU time (``/usr/bin/time -f %M``), not by ``wait4`` on a child of
+this script: Linux carries a parent's high-water mark into the child it forks, so every figure would start from
+this script's own.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,27 +86,33 @@ def measured(args: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
     """(wall seconds, peak resident MB, metrics.json) of one ``headstart`` process."""
     cmd = [sys.executable, "-m", "headstart", *args]
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty process never blocks on a full pipe
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file, err_file = Path(tmp) / "peak", Path(tmp) / "err"
+        # Measured by GNU time, a small process of its own: a child forked from this one would count this
+        # process's memory in its own peak (Linux carries the parent's high-water mark across fork and exec).
+        with open(err_file, "wb") as err:
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(peak_file), *cmd], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=err)
         wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err_file.read_text()[-3000:]}")
+        peak_mb = int(peak_file.read_text().split()[-1]) / 1024
     out = Path(args[args.index("--out") + 1]) if "--out" in args else None
-    return wall, usage.ru_maxrss / 1024, json.loads((out / "metrics.json").read_text()) if out else {}
+    return wall, peak_mb, json.loads((out / "metrics.json").read_text()) if out else {}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="2000,20000,100000")
     ap.add_argument("--baseline-src", type=Path, help="another checkout's src folder, measured in the same run")
+    ap.add_argument("--baseline-sizes", help="the sizes measured with --baseline-src (default: every size)")
     ap.add_argument("--only", default="folders,shared")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each version on the shared data")
     ap.add_argument("--work", type=Path, help="keep the generated folders here (default: a new temp folder)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
+    base_sizes = [int(s) for s in (a.baseline_sizes or a.sizes).split(",")]
     emit = Section("large-data")
     work = a.work or emit.work
     work.mkdir(parents=True, exist_ok=True)
@@ -109,24 +120,31 @@ def main() -> None:
     if a.baseline_src:
         versions = {"before": str(a.baseline_src.resolve()), **versions}
     emit.header("Data larger than memory: peak memory as the data grows", f"python benchmarks/large_data.py "
-                f"--sizes {a.sizes}" + (" --baseline-src DIR" if a.baseline_src else ""))
+                f"--sizes {a.sizes}" + (" --baseline-src DIR" if a.baseline_src else "")
+                + (f" --baseline-sizes {a.baseline_sizes}" if a.baseline_sizes else "") + f" --repeats {a.repeats}")
 
     def env_for(src: str, cache: Path) -> dict[str, str]:
         return {**emit.env, "PYTHONPATH": src, "HEADSTART_CACHE_DIR": str(cache)}
 
     if "folders" in a.only:
-        t0 = time.perf_counter()
+        t0, fresh = time.perf_counter(), not (work / f"images-{max(sizes)}" / "done").exists()
         made = folders(work, sizes)
-        emit(f"96x96 JPEG folders, 10 classes, written in {time.perf_counter() - t0:.0f} s. `scratch:cnn` (64x64 "
-             "input). Each size starts with an empty cache; `linear` runs first.")
+        written = f"written in {time.perf_counter() - t0:.0f} s" if fresh else "written by an earlier run (--work)"
+        emit(f"96x96 JPEG folders, 10 classes, {written}. `scratch:cnn` (64x64 "
+             "input). Each size and version starts with an empty cache; `linear` runs first, `finetune` reuses the "
+             "images it cached (and so does `predict`).")
         emit()
         emit("| code | images | strategy | peak RSS MB | wall s | held-out accuracy | train images/s |")
         emit("|---|---:|---|---:|---:|---:|---:|")
-        for version, src in versions.items():
-            for n in sizes:
+        for n in sizes:
+            for version, src in versions.items():
+                if version == "before" and n not in base_sizes:
+                    continue
                 cache = work / f"cache-{version.replace(' ', '-')}-{n}"
+                shutil.rmtree(cache, ignore_errors=True)
                 for strategy in (["linear"], ["finetune", "--epochs", "1"]):
                     out = work / f"run-{version.replace(' ', '-')}-{n}-{strategy[0]}"
+                    shutil.rmtree(out, ignore_errors=True)
                     wall, peak, m = measured(["fit", str(made[n]), "--model", "scratch:cnn", "--strategy", *strategy,
                                               "--out", str(out)], env_for(src, cache))
                     emit(f"| {version} | {n:,} | {strategy[0]} | {peak:,.0f} | {wall:.1f} | "
@@ -137,7 +155,7 @@ def main() -> None:
         emit()
     if "shared" in a.only and SHARED.is_dir():
         emit(f"Real data, MobileNetV1 x0.25 (ImageNet checkpoint), seed 0, {a.repeats} runs of each version, alternating "
-             "(median shown; the first run of each version builds its cache, later runs reuse it).")
+             "(median shown), every run with an empty cache.")
         emit()
         emit("| data | strategy | code | held-out accuracy | peak RSS MB | wall s | train images/s (each run) |")
         emit("|---|---|---|---:|---:|---:|---|")
@@ -148,6 +166,8 @@ def main() -> None:
                     for version, src in versions.items():
                         tag = f"{version.replace(' ', '-')}-{name}"
                         out = work / f"run-{tag}-{strategy[0]}-{rep}"
+                        for old in (out, work / f"cache-{tag}"):  # every run cold: nothing decoded or extracted before
+                            shutil.rmtree(old, ignore_errors=True)
                         got[version].append(measured(["fit", str(SHARED / "images" / name), *MOBILENET, "--strategy",
                                                       *strategy, "--out", str(out)], env_for(src, work / f"cache-{tag}")))
                 for version, runs in got.items():

@@ -95,7 +95,7 @@ def test_two_cpu_processes_train_the_model_one_process_trains(tmp_path: Path) ->
 @pytest.mark.slow
 def test_a_distributed_fit_killed_after_a_checkpoint_resumes_to_the_same_model(tmp_path: Path) -> None:
     data = write_text_table(tmp_path / "t.csv", per_class=40)
-    flags = ("--epochs", "60", "--devices", "2", "--checkpoint-every", "0.3")
+    flags = ("--epochs", "30", "--devices", "2", "--checkpoint-every", "0.3")
     _fit(data, tmp_path / "whole", *flags)
     out = tmp_path / "r"
     proc = _fit(data, out, *flags, wait=False)
@@ -108,7 +108,7 @@ def test_a_distributed_fit_killed_after_a_checkpoint_resumes_to_the_same_model(t
     os.killpg(proc.pid, signal.SIGKILL)  # both processes, as a node failure would
     proc.wait()
     saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-    assert 0 < saved["epoch"] + 1 < 60 and not (out / "model.safetensors").exists()
+    assert 0 < saved["epoch"] + 1 < 30 and not (out / "model.safetensors").exists()
     _fit(data, out, *flags, "--resume")
     _same_model(tmp_path / "whole", out)
-    assert len(_history(out)) == 60
+    assert len(_history(out)) == 30

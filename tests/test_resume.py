@@ -41,7 +41,7 @@ def _history(out: Path) -> list[dict]:
 CASES = {
     # text: length-grouped batches; images: a shuffled sampler and random augmentation every epoch
     "text": (lambda t: write_text_table(t / "t.csv", per_class=40),
-             dict(model="scratch:bow", strategy="scratch", epochs=120, batch_size=8, checkpoint_every=0.3, seed=1)),
+             dict(model="scratch:bow", strategy="scratch", epochs=60, batch_size=8, checkpoint_every=0.3, seed=1)),
     "images": (lambda t: write_image_folder(t / "imgs", per_class=16, classes=3),
                dict(model=TINY, strategy="scratch", epochs=60, batch_size=8, checkpoint_every=0.3, seed=2,
                     augment="standard")),
@@ -78,10 +78,7 @@ def kill_and_resume(kind: str, folder: Path) -> tuple[headstart.Run, headstart.R
     return reference, resumed, saved["epoch"] + 1, saved.get("strategy_state", {})
 
 
-@pytest.mark.parametrize("kind", list(CASES))
-def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
-    reference, run, killed_after, _ = kill_and_resume(kind, tmp_path)
-    epochs = CASES[kind][1]["epochs"]
+def _ends_like_the_uninterrupted_fit(reference: headstart.Run, run: headstart.Run, killed_after: int, epochs: int) -> None:
     assert 1 <= killed_after < epochs
     assert [int(r["epoch"]) for r in _history(run.path)] == list(range(1, epochs + 1))  # rows before the kill kept
     assert _history(run.path) == _history(reference.path)  # every epoch's losses, identical
@@ -92,24 +89,28 @@ def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Pa
     assert (run.path / "logs" / "metrics.csv").is_file() and (run.path / "logs" / "resume-1" / "metrics.csv").is_file()
 
 
+@pytest.mark.parametrize("kind", ["text", "images"])  # "gradual": its own test, below (each kill-and-resume is ~30 s)
+def test_kill_then_resume_ends_like_an_uninterrupted_fit(kind: str, tmp_path: Path) -> None:
+    reference, run, killed_after, _ = kill_and_resume(kind, tmp_path)
+    _ends_like_the_uninterrupted_fit(reference, run, killed_after, CASES[kind][1]["epochs"])
+
+
 def test_gradual_resumes_mid_schedule_with_its_unfrozen_groups(tmp_path: Path) -> None:
     """Killed while unfreezing: the checkpoint carries how many groups train, the resumed fit goes on from
     there and ends with the same groups unfrozen, per epoch, and the same metrics as an uninterrupted fit."""
     reference, run, killed_after, state = kill_and_resume("gradual", tmp_path)
+    _ends_like_the_uninterrupted_fit(reference, run, killed_after, CASES["gradual"][1]["epochs"])
     rows, ref_rows = _history(run.path), _history(reference.path)
     unfrozen = [int(r["unfrozen_groups"]) for r in rows]
     assert state["unfrozen"] == unfrozen[killed_after - 1]  # saved with the checkpoint, not recomputed
     assert 0 < state["unfrozen"] < 4, f"killed after epoch {killed_after}: not mid-schedule"
     assert unfrozen == [int(r["unfrozen_groups"]) for r in ref_rows] and unfrozen[-1] == 4
-    assert rows == ref_rows
-    for key in ("accuracy", "log_loss"):
-        assert run.metrics["test"][key] == pytest.approx(reference.metrics["test"][key], abs=1e-9)
 
 
 def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     data = write_text_table(tmp_path / "t.csv", per_class=40)
     out = tmp_path / "runs" / "c"
-    args = ["fit", str(data), "--model", "scratch:bow", "--strategy", "scratch", "--epochs", "120", "--batch-size", "8",
+    args = ["fit", str(data), "--model", "scratch:bow", "--strategy", "scratch", "--epochs", "60", "--batch-size", "8",
             "--checkpoint-every", "0.3", "--out", str(out)]
     # Ctrl-C as a terminal delivers it. A shell without job control starts background jobs with SIGINT ignored,
     # and children inherit that (Python then installs no KeyboardInterrupt handler): the fit would rightly run on
@@ -126,7 +127,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "headstart.cli", *args, "--resume"], env={**os.environ, "HEADSTART_QUIET": "1"},
                          cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert [int(r["epoch"]) for r in _history(out)] == list(range(1, 121))
+    assert [int(r["epoch"]) for r in _history(out)] == list(range(1, 61))
 
 
 def test_divergence_stops_with_advice_and_saves_no_model(tmp_path: Path) -> None:
