@@ -197,7 +197,8 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
     if missing and strict:
         raise DataError(f"{missing[0][0]}: {missing[0][1]}")
     found = [i for i, f in enumerate(files) if f.is_file()]
-    store, bad = read_images([files[i] for i in found], strict, source=str(path))
+    keys = {i: file_key(files[i]) for i in found}  # each file stat-ed once: for the store and for the data set
+    store, bad = read_images([files[i] for i in found], strict, source=str(path), keys=[keys[i] for i in found])
     rows = [found[int(r)] for r in store.rows]  # table rows whose image was read
     why = dict(bad)
     kept = set(rows)
@@ -212,7 +213,7 @@ def _image_table(path: Path, cells: list[str], labels: list[Any], refs: list[str
         column = {**column, "how": "detected: its cells name image files"}
     decided = {**table.decided, "image": {**column, "flag": "--text-col"}}
     return _finish("image", path.stem, store, [labels[i] for i in rows], [refs[i] for i in rows],
-                   [file_key(files[i]) for i in rows], sum(1 for i in rows if i < n_pool), 0,
+                   [keys[i] for i in rows], sum(1 for i in rows if i < n_pool), 0,
                    sum(1 for i in rows if i >= n_pool), skipped, decided, where=str(path), columns=table.label_columns,
                    separate=separate, groups=[groups[i] for i in rows] if groups is not None else None, **split_kw)
 

@@ -41,7 +41,17 @@ CHUNK = 256  # images decoded (in parallel) and appended per step; what an inter
 ROW = 3  # index columns: offset (-1: the file was skipped), height, width
 
 
-class ImageStore(Sequence):
+class _Concatenable(Sequence):
+    """``a + b`` of sequences read from disk is a `Chain` (a list + a store too): nothing is read."""
+
+    def __add__(self, other: Sequence) -> Chain:
+        return Chain([self, other])
+
+    def __radd__(self, other: Sequence) -> Chain:
+        return Chain([other, self])
+
+
+class ImageStore(_Concatenable):
     """Images [H, W, 3] uint8 read from a store's pixel file, one positioned read each.
 
     ``rows`` selects and orders the store's files (`take` narrows it without reading anything); pickling keeps
@@ -63,13 +73,17 @@ class ImageStore(Sequence):
             self._fd = os.open(self.folder / self.pixels, os.O_RDONLY)
         return self._fd
 
+    def _bytes(self, row: int, channels: int) -> tuple[bytearray, int, int]:
+        """Row ``row``'s pixels as read from the file, with its height and width."""
+        offset, h, w = (int(v) for v in self.index[row])
+        buf = bytearray(channels * h * w)
+        if os.preadv(self._file(), [buf], offset) != len(buf):
+            raise OSError(f"{self.folder / self.pixels}: truncated (row {row}); clear it with `headstart cache --clear`")
+        return buf, h, w
+
     def read(self, row: int) -> np.ndarray:
         """The image at ``row`` of the store (not of this view)."""
-        offset, h, w = (int(v) for v in self.index[row])
-        buf = bytearray(h * w * 3)
-        got = os.preadv(self._file(), [buf], offset)
-        if got != len(buf):
-            raise OSError(f"{self.folder / self.pixels}: truncated (row {row}); clear it with `headstart cache --clear`")
+        buf, h, w = self._bytes(row, 3)
         return np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
 
     def __getitem__(self, i: Any) -> Any:
@@ -91,12 +105,6 @@ class ImageStore(Sequence):
     def shapes(self) -> np.ndarray:
         """[N, 2] heights and widths, from the index."""
         return self.index[self.rows, 1:3]
-
-    def __add__(self, other: Sequence) -> Sequence:
-        return Chain([self, other])
-
-    def __radd__(self, other: Sequence) -> Sequence:
-        return Chain([other, self])
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "_fd"} | {"_fd": None}
@@ -148,14 +156,11 @@ class _Tensors(ImageStore):
     def read(self, row: int) -> Any:
         import torch
 
-        offset, h, w = (int(v) for v in self.index[row])
-        buf = bytearray(self.channels * h * w)
-        if os.preadv(self._file(), [buf], offset) != len(buf):
-            raise OSError(f"{self.folder / self.pixels}: truncated (row {row}); clear it with `headstart cache --clear`")
+        buf, h, w = self._bytes(row, self.channels)
         return torch.frombuffer(buf, dtype=torch.uint8).view(self.channels, h, w)
 
 
-class Chain(Sequence):
+class Chain(_Concatenable):
     """Sequences one after the other, read through (a training set plus a source's, or plus unlabeled data)."""
 
     def __init__(self, parts: list[Sequence]):
@@ -172,14 +177,8 @@ class Chain(Sequence):
         k = int(np.searchsorted(self.ends, i, side="right"))
         return self.parts[k][i - (int(self.ends[k - 1]) if k else 0)]
 
-    def __add__(self, other: Sequence) -> Chain:
-        return Chain([self, other])
 
-    def __radd__(self, other: Sequence) -> Chain:
-        return Chain([other, self])
-
-
-class Picked(Sequence):
+class Picked(_Concatenable):
     """Some positions of a sequence read from disk (a `Chain` of stores), as a view."""
 
     def __init__(self, base: Sequence, idx: Any):
@@ -192,12 +191,6 @@ class Picked(Sequence):
         if isinstance(i, slice):
             return Picked(self.base, self.idx[i])
         return self.base[int(self.idx[i])]
-
-    def __add__(self, other: Sequence) -> Chain:
-        return Chain([self, other])
-
-    def __radd__(self, other: Sequence) -> Chain:
-        return Chain([other, self])
 
 
 def take(items: Sequence, idx: Any) -> Sequence:
