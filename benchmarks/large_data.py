@@ -1,6 +1,7 @@
 """Data larger than memory (issue 27): peak memory and wall time as the data grows, against the code before.
 
-    python benchmarks/large_data.py [--sizes 2000,20000,100000] [--baseline-src DIR] [--only folders,shared] [--repeats 3]
+    python benchmarks/large_data.py [--sizes 2000,20000,100000] [--baseline-src DIR] [--only folders,tables,shared]
+                                   [--strategies linear,finetune] [--table-sizes 2000,1000000] [--repeats 3]
                                    [--work DIR]
 
 Parts:
@@ -10,6 +11,9 @@ Parts:
   with ``--strategy linear`` and with ``--strategy finetune --epochs 1``, each in a process of its own, every size
   starting with an empty cache (the first fit decodes; the second reuses what the first cached); then
   ``headstart predict`` of the linear run on every image of the folder.
+* ``tables``: CSV tables of ``--table-sizes`` rows (4 topics, 8-40 words a text, each topic's words drawn more often
+  in its own rows), written by this script; ``headstart fit TABLE --model scratch:bow --strategy linear``, every size
+  with an empty cache.
 * ``shared``: hymenoptera and the sign-language digits (../shared/data) with MobileNetV1 x0.25 (ImageNet),
   ``linear`` and ``finetune --epochs 2``, ``--repeats`` times per version, the versions alternating, every run with
   an empty cache: accuracy, peak memory, wall time, and training throughput from ``metrics.json`` (images per
@@ -82,6 +86,31 @@ def folders(work: Path, sizes: list[int]) -> dict[int, Path]:
     return out
 
 
+WORDS = 2000  # the tables' vocabulary: w0 ... w1999; topic t favours words t*50 ... t*50+49
+
+
+def table(work: Path, rows: int) -> Path:
+    """A CSV of ``rows`` labeled texts in 4 topics, written once (seeded), in blocks of 100,000 rows."""
+    path = work / f"table-{rows}.csv"
+    if path.exists():
+        return path
+    rng = np.random.default_rng(rows)
+    words = np.array([f"w{i}" for i in range(WORDS)])
+    part = path.with_suffix(".part")
+    with open(part, "w") as fh:
+        fh.write("text,label\n")
+        for start in range(0, rows, 100_000):
+            n = min(100_000, rows - start)
+            topics = rng.integers(0, 4, n)
+            for t in topics:
+                k = int(rng.integers(8, 41))
+                own = rng.random(k) < 0.3  # a third of the words from the topic's own 50
+                ids = np.where(own, t * 50 + rng.integers(0, 50, k), rng.integers(0, WORDS, k))
+                fh.write(f"{' '.join(words[ids])},topic{t}\n")
+    part.rename(path)
+    return path
+
+
 def measured(args: list[str], env: dict[str, str]) -> tuple[float, float, dict]:
     """(wall seconds, peak resident MB, metrics.json) of one ``headstart`` process."""
     cmd = [sys.executable, "-m", "headstart", *args]
@@ -106,7 +135,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="2000,20000,100000")
     ap.add_argument("--baseline-src", type=Path, help="another checkout's src folder, measured in the same run")
     ap.add_argument("--baseline-sizes", help="the sizes measured with --baseline-src (default: every size)")
-    ap.add_argument("--only", default="folders,shared")
+    ap.add_argument("--only", default="folders,tables,shared")
+    ap.add_argument("--strategies", default="linear,finetune", help="the strategies of the folders part")
+    ap.add_argument("--table-sizes", default="2000,1000000", help="rows of the tables part")
     ap.add_argument("--repeats", type=int, default=3, help="runs of each version on the shared data")
     ap.add_argument("--work", type=Path, help="keep the generated folders here (default: a new temp folder)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
@@ -121,7 +152,10 @@ def main() -> None:
         versions = {"before": str(a.baseline_src.resolve()), **versions}
     emit.header("Data larger than memory: peak memory as the data grows", f"python benchmarks/large_data.py "
                 f"--sizes {a.sizes}" + (" --baseline-src DIR" if a.baseline_src else "")
-                + (f" --baseline-sizes {a.baseline_sizes}" if a.baseline_sizes else "") + f" --repeats {a.repeats}")
+                + (f" --baseline-sizes {a.baseline_sizes}" if a.baseline_sizes else "") + f" --only {a.only}"
+                + f" --strategies {a.strategies} --table-sizes {a.table_sizes} --repeats {a.repeats}")
+    strategies = {"linear": ["linear"], "finetune": ["finetune", "--epochs", "1"]}
+    strategies = [strategies[s] for s in a.strategies.split(",")]
 
     def env_for(src: str, cache: Path) -> dict[str, str]:
         return {**emit.env, "PYTHONPATH": src, "HEADSTART_CACHE_DIR": str(cache)}
@@ -142,16 +176,35 @@ def main() -> None:
                     continue
                 cache = work / f"cache-{version.replace(' ', '-')}-{n}"
                 shutil.rmtree(cache, ignore_errors=True)
-                for strategy in (["linear"], ["finetune", "--epochs", "1"]):
+                for strategy in strategies:
                     out = work / f"run-{version.replace(' ', '-')}-{n}-{strategy[0]}"
                     shutil.rmtree(out, ignore_errors=True)
                     wall, peak, m = measured(["fit", str(made[n]), "--model", "scratch:cnn", "--strategy", *strategy,
                                               "--out", str(out)], env_for(src, cache))
                     emit(f"| {version} | {n:,} | {strategy[0]} | {peak:,.0f} | {wall:.1f} | "
                          f"{m['test']['accuracy']:.4f} | {m['fit'].get('samples_per_second') or ''} |")
-                wall, peak, _ = measured(["predict", str(out.with_name(out.name.replace("finetune", "linear"))), str(made[n])],
-                                         env_for(src, cache))
-                emit(f"| {version} | {n:,} | predict (the linear run, every image) | {peak:,.0f} | {wall:.1f} | | |")
+                if ["linear"] in strategies:
+                    wall, peak, _ = measured(["predict", str(work / f"run-{version.replace(' ', '-')}-{n}-linear"),
+                                              str(made[n])], env_for(src, cache))
+                    emit(f"| {version} | {n:,} | predict (the linear run, every image) | {peak:,.0f} | {wall:.1f} | | |")
+        emit()
+    if "tables" in a.only:
+        emit("CSV tables of texts in 4 topics, written by this script. `scratch:bow` (a bag of words, 64 features), "
+             "`linear`, every size and version with an empty cache.")
+        emit()
+        emit("| code | rows | MB on disk | peak RSS MB | wall s | held-out accuracy | head |")
+        emit("|---|---:|---:|---:|---:|---:|---|")
+        for n in [int(s) for s in a.table_sizes.split(",")]:
+            path = table(work, n)
+            for version, src in versions.items():
+                tag = f"{version.replace(' ', '-')}-table-{n}"
+                out, cache = work / f"run-{tag}", work / f"cache-{tag}"
+                for old in (out, cache):
+                    shutil.rmtree(old, ignore_errors=True)
+                wall, peak, m = measured(["fit", str(path), "--model", "scratch:bow", "--strategy", "linear",
+                                          "--out", str(out)], env_for(src, cache))
+                emit(f"| {version} | {n:,} | {path.stat().st_size / 2**20:,.1f} | {peak:,.0f} | {wall:.1f} | "
+                     f"{m['test']['accuracy']:.4f} | {m['fit'].get('head_sample', 'in memory')} |")
         emit()
     if "shared" in a.only and SHARED.is_dir():
         emit(f"Real data, MobileNetV1 x0.25 (ImageNet checkpoint), seed 0, {a.repeats} runs of each version, alternating "

@@ -152,7 +152,7 @@ def test_workers_sharing_a_storage_run_every_trial_once(tmp_path: Path, shared_s
     import optuna
 
     data = write_text_table(tmp_path / "t.csv", per_class=30)
-    workers, each = 3, 2
+    workers, each = 2, 2
     cmd = [sys.executable, "-m", "headstart", "tune", str(data), "--strategy", "scratch", "--trials", str(each),
            "--no-refit", "--storage", shared_storage, "--study", "shared", "--out", str(tmp_path / "tune"),
            "--model", "scratch:bow", "--epochs", "2", "--no-prune"]  # every trial whole: each leaves a run

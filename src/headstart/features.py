@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import re
 import time
@@ -109,9 +110,11 @@ def run_batches(backbone: Backbone, items: Sequence[Any], width: int, fn: Callab
     # Folding costs a trace of the network (~0.1 s): worth it for passes over data, not a single request.
     fold = folded_batchnorm(backbone) if len(items) > batch_size else contextlib.nullcontext(False)
     with fold, torch.inference_mode():
-        for idx, batch in in_batches(items, backbone.preprocess(train=False), batch_size, description):
+        for n, (idx, batch) in enumerate(in_batches(items, backbone.preprocess(train=False), batch_size, description)):
             batch = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, dict) else batch.to(device)
             out[idx] = (backbone.forward_features(batch) if fn is None else fn(batch)).float().cpu().numpy()
+            if n % 64 == 63:
+                released(out)  # a memory-mapped ``out``: the rows written so far leave the resident set
     backbone.train(was_training)
     return out
 
@@ -124,12 +127,52 @@ def predict_outputs(backbone: Backbone, head: Any, items: list[Any], batch_size:
                        batch_size, "predicting")
 
 
-def head_outputs(head: Any, features: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """What `predict_outputs` gives, from features the backbone already computed (a frozen backbone's cache)."""
+def head_outputs(head: Any, features: np.ndarray, idx: np.ndarray | None = None, batch_size: int = 4096) -> np.ndarray:
+    """What `predict_outputs` gives, from features the backbone already computed (a frozen backbone's cache), for
+    rows ``idx`` (default all); a memory-mapped cache is read a chunk at a time (`chunks`)."""
     head.eval()
     with torch.inference_mode():
-        return np.concatenate([head.outputs(head(torch.as_tensor(np.asarray(features[i:i + batch_size]), dtype=torch.float32))).numpy()
-                               for i in range(0, len(features), batch_size)])
+        out = head.outputs(head(torch.zeros((0, features.shape[1])))).numpy()
+        out = np.empty((len(features) if idx is None else len(idx), out.shape[1]), dtype=out.dtype)
+        for at, x in chunks(features, idx, batch_size):
+            out[at] = head.outputs(head(torch.as_tensor(x))).numpy()
+    return out
+
+
+def read_rows(features: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``features[idx]`` as float32 in memory, read a chunk at a time (`chunks`)."""
+    out = np.empty((len(idx), features.shape[1]), dtype=np.float32)
+    for at, x in chunks(features, idx):
+        out[at] = x
+    return out
+
+
+def released(rows: np.ndarray) -> None:
+    """Drop a memory-mapped array's pages from this process: they stay in the file (written first) and in the
+    OS's page cache, but no longer count as this process's resident memory, which would otherwise grow with
+    every row read or written until the whole file is resident (the data-larger-than-memory path,
+    docs/data.md). No-op for an array in memory."""
+    mm = getattr(rows, "_mmap", None)  # np.memmap's mapping (np.load(..., mmap_mode=...) returns one)
+    if mm is None or not hasattr(mm, "madvise"):
+        return
+    if rows.flags.writeable:
+        rows.flush()
+    mm.madvise(mmap.MADV_DONTNEED)
+
+
+def chunks(features: np.ndarray, idx: np.ndarray | None = None, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(positions in ``idx``, float32 rows) of ``features[idx]`` (default all rows) in chunks of ``size``, each a
+    copy in memory; a memory-mapped array's pages are released after every chunk (`released`), so that reading
+    a cache larger than memory holds one chunk at a time. Rows are read in ascending order."""
+    idx = np.arange(len(features)) if idx is None else np.asarray(idx)
+    order = np.argsort(idx, kind="stable")
+    for s in range(0, len(idx), size):
+        at = order[s : s + size]
+        rows = idx[at]
+        got = np.array(features[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] + 1 == len(rows) else features[rows],
+                         dtype=np.float32)
+        released(features)
+        yield at, got
 
 
 def extract_items(backbone: Backbone, items: list[Any], batch_size: int = 64, description: str = "extracting features") -> np.ndarray:

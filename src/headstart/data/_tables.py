@@ -266,6 +266,7 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
             col = df[guess_label].astype(str)
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
         if has_header:
+            del df  # before reading again: not two copies of a large table at once
             df = _read_raw(path, header=True, delimiter=sep)
     else:
         has_header = header == "yes"
@@ -297,9 +298,11 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
         table.decided["group"] = {"value": str(gc), "how": "given", "flag": "--group-col"}
     lost_labels = set()
     lines = df.attrs.get("lines") or [None] * len(df)  # JSON and Parquet rows have no line: named by position
-    texts = list(zip(*(df[c].tolist() for c in tcs)))
-    labels = list(zip(*(df[c].tolist() for c in lcs)))
-    for i, (ts, labs) in enumerate(zip(texts, labels)):
+    # the columns as lists, a row's cells gathered as it is read: not a tuple per row for the whole table
+    tcells, lcells = [df[c].tolist() for c in tcs], [df[c].tolist() for c in lcs]
+    del df
+    for i in range(len(tcells[0])):
+        ts, labs = [col[i] for col in tcells], [col[i] for col in lcells]
         ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
         blanks = [c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)]
         blank_label = (blanks[0] if len(blanks) == len(lcs) else None) if partial else next(iter(blanks), None)
@@ -323,6 +326,7 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
              f"with the fewest distinct values, as the label and {tcol!r} as the text; --label-col/--text-col to choose")
     _rows_policy(table, path, strict, lost_labels)
+    _record_lines.cache_clear()  # kept only for the second read of the same file (the header), not for the run
     return table
 
 

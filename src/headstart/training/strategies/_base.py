@@ -268,7 +268,7 @@ class Strategy:
         from ...features import head_outputs, predict_outputs
 
         ds = ctx.data
-        return (head_outputs(ctx.head, ctx.features[idx]) if ctx.features is not None
+        return (head_outputs(ctx.head, ctx.features, idx) if ctx.features is not None
                 else predict_outputs(ctx.backbone, ctx.head, ds.take(idx)))
 
     def score(self, ctx: FitContext, idx: np.ndarray) -> tuple[dict[str, Any], np.ndarray | None]:

@@ -7,7 +7,9 @@ standardised features (scikit-learn); one per label for a multilabel target
 log-loss; ridge: efficient leave-one-out) on the training + selection data
 only, never on the reported split. The fitted scaler is folded into the head's weights, so
 the saved model is an ordinary backbone + ``nn.Linear`` and predicts without
-scikit-learn.
+scikit-learn. A pool of more than 8M feature values (16,000 examples of 512 features) is fitted streaming
+instead (`_streamed_head`): the strength chosen by the same CV on a sample, the head then fitted to that
+strength on every example, a chunk of the cached features at a time, so that memory does not grow with the data.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from ... import _progress
 from ..protocol import FitContext
+from . import _streamed_head as streamed
 from ._base import Outcome, Strategy, register_strategy
 
 C_GRID = np.logspace(-4, 2, 13)
@@ -48,7 +51,7 @@ class Linear(Strategy):
         import torch
         from sklearn.preprocessing import StandardScaler
 
-        from ...features import extract
+        from ...features import extract, read_rows
 
         feats, info = extract(ctx.backbone, ctx.data.items, ctx.data.fingerprint(), ctx.cache_dir, batch_size=max(64, self.cfg.batch_size),
                               source=self.cfg.data)
@@ -56,17 +59,14 @@ class Linear(Strategy):
         ctx.info["features_cached"] = info["cached"]
         ctx.info["feature_seconds"] = round(info["seconds"], 3)
         pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx]) if self.fits_selection_split else ctx.data.train_idx
-        X = np.asarray(feats[pool], dtype=np.float64)
-        y = ctx.data.y[pool]
         t0 = time.perf_counter()
-        scaler = StandardScaler().fit(X)
-        # A (nearly) constant feature would get a weight divided by its ~0 spread when the scaler is folded
-        # into the head below (seen: 1e30 on MiniLM features of short texts), which breaks float32 and int8
-        # inference. Floor the spread at 1e-3 of the median feature's: such a feature carries only noise.
-        scaler.scale_ = np.maximum(scaler.scale_, 1e-3 * np.median(scaler.scale_))
-        Xs = scaler.transform(X)
-        fit = {"multilabel": self._fit_labels, "regression": self._fit_values}.get(ctx.data.task, self._fit_classes)
-        coef, intercept = fit(Xs, y, ctx)
+        if streamed.streams(len(pool), feats.shape[1]):
+            scaler, coef, intercept = self._fit_streamed(feats, np.sort(pool), ctx)
+        else:
+            X = read_rows(feats, pool).astype(np.float64)
+            scaler = StandardScaler().fit(X)
+            scaler.scale_ = _floored(scaler.scale_)
+            coef, intercept = self._fit(scaler.transform(X), ctx.data.y[pool], ctx)
         ctx.info["head_fit_seconds"] = round(time.perf_counter() - t0, 3)
         # Fold the standardisation into the linear layer: w' = w / sigma, b' = b - w' . mu
         w = coef / scaler.scale_[None, :]
@@ -74,6 +74,34 @@ class Linear(Strategy):
         with torch.no_grad():
             ctx.head.fc.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
             ctx.head.fc.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+
+    def _fit(self, X: np.ndarray, y: np.ndarray, ctx: FitContext) -> tuple[np.ndarray, np.ndarray]:
+        """The head on standardised ``X`` in memory, its strength by cross-validation: (coef [K, D], intercept [K])."""
+        fit = {"multilabel": self._fit_labels, "regression": self._fit_values}.get(ctx.data.task, self._fit_classes)
+        return fit(X, y, ctx)
+
+    def _fit_streamed(self, feats: np.ndarray, pool: np.ndarray, ctx: FitContext) -> tuple[Any, np.ndarray, np.ndarray]:
+        """The head on a pool too large for `_fit` (see `_streamed_head`): the strength by the same CV on a
+        sample, then the head at that strength on every example of the pool. (scaler, coef, intercept)."""
+        from ...features import read_rows
+
+        task, y = ctx.data.task, ctx.data.y[pool]
+        scaler = streamed.Standardiser(feats, pool, _floored)
+        by_class = task not in ("multilabel", "regression")
+        part = streamed.sample(pool, y if by_class else None, streamed.SAMPLE_VALUES // feats.shape[1], self.cfg.seed)
+        coef, intercept = self._fit(scaler.transform(read_rows(feats, part)), ctx.data.y[part], ctx)
+        ctx.info["head_sample"] = f"strength chosen on {len(part)} of {len(pool)} examples, head fitted on all"
+        if task == "regression":
+            z = (y - ctx.head.target_mean.numpy()) / ctx.head.target_std.numpy()
+            return scaler, *streamed.fit_ridge(feats, pool, z, scaler, ctx.info["alpha"])
+        if task == "multilabel":
+            c = np.array([0.0 if v is None else v for v in ctx.info["C_per_label"]])
+            return scaler, *streamed.fit_logistic(feats, pool, y.astype(np.float64), scaler, c, coef, intercept, streamed.TOL,
+                                                  multinomial=False)
+        binary = coef.shape[0] == 1
+        targets = (y == 1).astype(np.float64)[:, None] if binary else y
+        return scaler, *streamed.fit_logistic(feats, pool, targets, scaler, np.array([ctx.info["C"]]), coef, intercept,
+                                              streamed.TOL, multinomial=not binary)
 
     def _fit_classes(self, X: np.ndarray, y: np.ndarray, ctx: FitContext) -> tuple[np.ndarray, np.ndarray]:
         """Logistic regression, C by stratified CV on log-loss; (coef [K, D], intercept [K]) on standardised X."""
@@ -135,7 +163,7 @@ class Linear(Strategy):
         return np.atleast_2d(reg.coef_), np.atleast_1d(reg.intercept_)
 
     def finish(self, ctx: FitContext) -> Outcome:
-        keys = ("C", "cv_log_loss", "alpha", "cv_mse_standardised", "features_cached")
+        keys = ("C", "cv_log_loss", "alpha", "cv_mse_standardised", "head_sample", "features_cached")
         return Outcome(summary=[(k.replace("_", " "), str(ctx.info[k])) for k in keys if k in ctx.info])
 
 
@@ -155,6 +183,13 @@ def _cv_logistic(X: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[A
     with threadpool_limits(1), parallel_config(backend="threading"):
         clf.fit(X, y)
     return clf, np.mean(next(iter(clf.scores_.values())), axis=0)  # [len(Cs)] mean over folds
+
+
+def _floored(scale: np.ndarray) -> np.ndarray:
+    """The features' spreads, floored at 1e-3 of the median one. A (nearly) constant feature would get a weight
+    divided by its ~0 spread when the scaler is folded into the head (seen: 1e30 on MiniLM features of short
+    texts), which breaks float32 and int8 inference; such a feature carries only noise."""
+    return np.maximum(scale, 1e-3 * np.median(scale))
 
 
 @contextlib.contextmanager
