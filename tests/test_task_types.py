@@ -205,9 +205,10 @@ def streamed_when_asked(strategy: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_multilabel_fits_beat_predicting_label_frequencies(tmp_path: Path, strategy: str,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     table = write_tags(tmp_path / "t.csv", n=200)
-    strategy = streamed_when_asked(strategy, monkeypatch)
+    asked, strategy = strategy, streamed_when_asked(strategy, monkeypatch)
     run = headstart.fit(table, text_col="text", label_col="tags", model="scratch:bow", strategy=strategy, epochs=15,
                         out=str(tmp_path / "run"))
+    assert ("head_sample" in run.metrics["fit"]) == (asked == "linear-streamed")  # the path the case names was taken
     test = run.metrics["test"]
     ds = load_data(table, text_col="text", label_col="tags")  # the same split (same seed)
     base = np.tile(ds.y[ds.train_idx].mean(0), (len(ds.test_idx), 1))  # the trivial baseline: each label's rate
@@ -225,9 +226,10 @@ def test_multilabel_fits_beat_predicting_label_frequencies(tmp_path: Path, strat
 @pytest.mark.parametrize("strategy", ["linear", "linear-streamed", "finetune"])
 def test_regression_fits_beat_predicting_the_mean(tmp_path: Path, strategy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     table = write_tags(tmp_path / "t.csv", n=200)
-    strategy = streamed_when_asked(strategy, monkeypatch)
+    asked, strategy = strategy, streamed_when_asked(strategy, monkeypatch)
     run = headstart.fit(table, text_col="text", label_col="score", model="scratch:bow", strategy=strategy, epochs=15,
                         out=str(tmp_path / "run"))
+    assert ("head_sample" in run.metrics["fit"]) == (asked == "linear-streamed")  # the path the case names was taken
     test = run.metrics["test"]
     assert test["r2"] > 0.7 and test["spearman"] > 0.8  # predicting the mean has R² <= 0
     mean, std = run.metrics["fit"]["targets"]["target_mean"][0], run.metrics["fit"]["targets"]["target_std"][0]

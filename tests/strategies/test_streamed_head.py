@@ -109,3 +109,27 @@ def test_a_large_pool_chooses_c_on_a_sample_and_fits_every_example(text_csv: Pat
     ours = run.predict_proba([ds.items[i] for i in ds.test_idx])
     want = clf.predict_proba(sc.transform(feats[ds.test_idx]))
     assert np.abs(ours - want).max() < 0.005
+
+
+def test_a_label_the_sample_missed_is_still_fitted_on_the_pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Multilabel: a rare label with no positive in the sample (so no C from its CV) is fitted on the whole pool,
+    not left at the sample's constant "never" answer."""
+    rng = np.random.default_rng(0)
+    rows = ["text,tags"]
+    for i in range(240):
+        common = ["red", "blue"][i % 2]
+        rare = i % 60 == 7  # 4 rows of 240
+        words = [common, *rng.choice(["x", "y", "z", "w"], 5)] + (["zebra"] * 3 if rare else [])
+        rows.append(f"{' '.join(words)},{common}{'|rare' if rare else ''}")
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(streamed, "STREAM_VALUES", 100)
+    monkeypatch.setattr(streamed, "SAMPLE_VALUES", 8 * 64)
+    ds = headstart.load_data(tmp_path / "t.csv")
+    pool = np.concatenate([ds.train_idx, ds.val_idx])
+    rare = ds.classes.index("rare")
+    part = streamed.sample(pool, None, 8, 0)
+    assert ds.y[part, rare].sum() == 0 < ds.y[pool, rare].sum()  # the case: the sample has no positive of it
+    run = headstart.fit(tmp_path / "t.csv", model="scratch:bow", strategy="linear", out=str(tmp_path / "run"))
+    assert run.metrics["fit"]["C_per_label"][rare] == 1.0
+    p = run.predict_proba(["red x y zebra zebra zebra", "blue x y z w w"])
+    assert p[0, rare] > 0.5 > p[1, rare]

@@ -98,6 +98,8 @@ def fit_logistic(features: np.ndarray, pool: np.ndarray, targets: np.ndarray, sc
 
     k, d = coef.shape
     c = np.broadcast_to(np.asarray(c, dtype=np.float64), (k,))
+    if not (c > 0).any():  # every output constant: nothing to fit (and no objective to scale)
+        return coef, intercept
     scale = float(c.max()) * len(pool)  # divided by C n: scikit-learn's objective as its L-BFGS sees it
     eye = np.eye(k)
     max_eval = 250

@@ -61,7 +61,7 @@ class Linear(Strategy):
         pool = np.concatenate([ctx.data.train_idx, ctx.data.val_idx]) if self.fits_selection_split else ctx.data.train_idx
         t0 = time.perf_counter()
         if streamed.streams(len(pool), feats.shape[1]):
-            scaler, coef, intercept = self._fit_streamed(feats, np.sort(pool), ctx)
+            scaler, coef, intercept = self._fit_streamed(feats, pool, ctx)
         else:
             X = read_rows(feats, pool).astype(np.float64)
             scaler = StandardScaler().fit(X)
@@ -95,7 +95,11 @@ class Linear(Strategy):
             z = (y - ctx.head.target_mean.numpy()) / ctx.head.target_std.numpy()
             return scaler, *streamed.fit_ridge(feats, pool, z, scaler, ctx.info["alpha"])
         if task == "multilabel":
-            c = np.array([0.0 if v is None else v for v in ctx.info["C_per_label"]])
+            # a label constant in the whole pool keeps its constant answer (C = 0); one constant only in the sample
+            # is fitted with the C an in-memory fit takes without enough positives for CV (1.0)
+            n_pos = y.sum(0)
+            c = np.array([0.0 if k in (0, len(y)) else 1.0 if v is None else v for k, v in zip(n_pos, ctx.info["C_per_label"])])
+            ctx.info["C_per_label"] = [float(v) if v > 0 else None for v in c]
             return scaler, *streamed.fit_logistic(feats, pool, y.astype(np.float64), scaler, c, coef, intercept, streamed.TOL,
                                                   multinomial=False)
         binary = coef.shape[0] == 1
