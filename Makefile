@@ -34,7 +34,11 @@ browser:
 # The layer contracts (pyproject.toml, [tool.importlinter]) first: a broken layer fails the suite.
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass. The 15 slowest tests are listed at
 # the end: CI has a 20-minute budget, and they are where to look when it runs short.
+# One pytest worker per core (pytest-xdist), a test file kept on one worker (`loadfile`: a module's fixtures, such
+# as the docs site, are built once), one math thread per worker: the tests are small, and two workers on one
+# thread each took 0.70x the wall time of one process on two threads (docs/benchmarks.md, "CI time").
+TEST_WORKERS ?= 2
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -ra --durations=15; rc=$$?; \
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -ra -n $(TEST_WORKERS) --dist loadfile --durations=15; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc

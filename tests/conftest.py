@@ -11,6 +11,9 @@ import pytest
 from PIL import Image
 
 os.environ["HEADSTART_QUIET"] = "1"
+# Tables printed by the commands are read by the tests: one width for every run, whatever terminal (or none, as in
+# pytest-xdist's workers) the suite was started from.
+os.environ["COLUMNS"] = "160"
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = pytest.StashKey[list]()  # lines a test leaves for the end of the run (the docs build's figures)
 

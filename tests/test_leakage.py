@@ -65,6 +65,14 @@ def test_text_copies_differing_in_case_and_punctuation_are_near(tmp_path: Path) 
     assert all(g["copies"] == 3 for g in ds.leakage["groups"])  # each training text appears three times
 
 
+def test_no_false_match_among_distinct_texts_of_one_length_and_start(tmp_path: Path) -> None:
+    # 16 characters each, the first 8 shared: a fingerprint that kept raw bytes instead of a digest would match them
+    rows = ["text,label"] + [f"samewordx{i:07d},{'a' if i % 2 else 'b'}" for i in range(60)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    ds = load_data(tmp_path / "t.csv")
+    assert len(ds.items[0]) == 16 and (ds.leakage["exact"], ds.leakage["near"]) == (0, 0)
+
+
 def test_fit_report_and_summary_show_the_copies(tmp_path: Path) -> None:
     root, _ = folder_with_copies(tmp_path / "imgs")
     run = headstart.fit(root, model="scratch:cnn@32", strategy="linear", out=str(tmp_path / "run"))

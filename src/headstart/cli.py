@@ -775,9 +775,14 @@ def cache_cmd(
     for col in ("key", "size", "model", "data", "what", "rows x dim", "created", "last used"):
         table.add_column(col, justify="right" if col in ("size", "rows x dim") else "left")
     for e in entries:
-        table.add_row(e["key"][:12], _size(e["bytes"]), e["model"] or "-", e["source"] or "?", e["tag"] or "features",
+        table.add_row(e["key"][:12], _size(e["bytes"]), e["model"] or "-", _tail(e["source"] or "?"), e["tag"] or "features",
                       "x".join(str(v) for v in e["shape"]), when(e["created"]), when(e["last_used"]))
     out.print(table)
+
+
+def _tail(path: str, keep: int = 48) -> str:
+    """A long path cut at its start, not its end: the file's name is what tells two entries apart."""
+    return path if len(path) <= keep else "…" + path[-(keep - 1):]
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ it loads from site-packages and needs no network.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,12 @@ class TextBatcher(Batcher):
         enc = self._encode(texts, padding=True, return_tensors="pt")
         return {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
 
-    def lengths(self, texts: list[Any]) -> list[int]:
-        """Token counts (capped at max_length), for length-sorted batching."""
-        return [len(x) for x in self._encode(texts)["input_ids"]]
+    def lengths(self, texts: Sequence[Any]) -> list[int]:
+        """Token counts (capped at max_length), for length-sorted batching: tokenized 4,096 texts at a time, so that
+        a large table's token ids are never all in memory at once."""
+        step = 4096
+        return [len(x) for s in range(0, len(texts), step)
+                for x in self._encode([texts[i] for i in range(s, min(s + step, len(texts)))])["input_ids"]]
 
 
 class HFTextBackbone(Backbone):

@@ -16,6 +16,7 @@ split that chooses epochs and hyper-parameters is always separate from it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from ._images import (
     read_images,
 )
 from ._store import Chain, ImageStore, store_entries, take
-from ._tables import TABLE_EXTENSIONS, read_image_list, read_table, read_texts
+from ._tables import TABLE_EXTENSIONS, as_columns, read_image_list, read_table, read_texts
 
 BUILTINS = ("digits", "demo-text")
 
@@ -119,7 +120,7 @@ def _finish(
         remap = np.full(len(items), -1, dtype=np.int64)
         remap[used] = np.arange(len(used))
         items, y = take(items, used), y[used]
-        refs, keys = [refs[i] for i in used], [keys[i] for i in used]
+        refs, keys = take(refs, used), take(keys, used)
         targets = {k: dataclasses.replace(t, y=t.y[used]) for k, t in targets.items()}
         group_ids = group_ids[used] if group_ids is not None else None
         train_idx, val_idx, test_idx = remap[train_idx], remap[val_idx], remap[test_idx]
@@ -171,7 +172,8 @@ def _load_table(path: Path, test: Path | None, text_col: str | list[str] | None,
     if image_column(texts, path):  # an image table: a column of image paths, relative to the table
         return _image_table(path, texts, labels, refs, skipped, len(texts) - n_test, table, strict, separate, groups,
                             **split_kw)
-    keys = [t if isinstance(t, str) else "\x1f".join(t) for t in texts]  # a pair: both texts identify it
+    pairs = len(as_columns(text_col)) == 2
+    keys = [t if isinstance(t, str) else "\x1f".join(t) for t in texts] if pairs else texts  # a pair: both identify it
     return _finish("text", path.stem, texts, labels, refs, keys, len(texts) - n_test, 0, n_test, skipped,
                    table.decided, where=str(path), columns=table.label_columns, separate=separate, groups=groups, **split_kw)
 
@@ -358,7 +360,7 @@ def load_data(
 
 
 
-def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tuple[list[Any], list[str]]:
+def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tuple[Sequence[Any], Sequence[str]]:
     """(examples, where each came from) for files, folders (searched recursively), tables, arrays or strings:
     what `predict` takes, and the unlabeled data of the strategies that read some."""
     if isinstance(inputs, (str, Path)):
@@ -394,6 +396,8 @@ def read_inputs(inputs: Any, modality: str, text_col: str | None = None) -> tupl
         p = Path(x) if isinstance(x, (str, Path)) and len(str(x)) < 4096 else None
         if p is not None and p.suffix.lower() in TABLE_EXTENSIONS and p.is_file():
             t, r = read_texts(p, text_col)
+            if len(inputs) == 1:  # a large table comes as a text store: kept so, not copied into a list
+                return t, r
             items.extend(t)
             refs.extend(r)
         elif isinstance(x, Path):

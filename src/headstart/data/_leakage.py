@@ -126,11 +126,28 @@ def example_hashes(ds: Dataset) -> dict[str, np.ndarray]:
             got = {k: v[ds.items.rows] for k, v in full.items()}
         else:
             got = _image_hashes(ds.items)
-        ds.hashes = {**got, "exact": got["exact"].astype(object)}
+        ds.hashes = got
         return ds.hashes
-    exact = np.array([_exact(x) for x in ds.items], dtype=object)
-    ds.hashes = {"exact": exact, "near": np.array([normalise_text(x) for x in ds.items], dtype=object)}
+    exact, near = np.empty(len(ds.items), np.uint64), np.empty(len(ds.items), np.uint64)
+    for i, x in enumerate(ds.items):  # 8 bytes each, not a string per text: a table of a million rows stays small
+        exact[i], near[i] = _key64(_exact(x)), _key64(_exact(normalise_text(x)))
+    ds.hashes = {"exact": exact, "near": near}
     return ds.hashes
+
+
+def _key64(digest: bytes) -> int:
+    """A 64-bit key: the first 8 bytes of a digest (a million examples collide with odds of about 1 in 10^7)."""
+    return int.from_bytes(digest[:8], "little")
+
+
+def _same(keys: np.ndarray, train: np.ndarray, test: np.ndarray) -> dict[int, list[int]]:
+    """Each reported position whose key some training position shares, with those training positions: by sorting,
+    not by a dictionary of every key (which costs about 150 bytes an example)."""
+    order = train[np.argsort(keys[train], kind="stable")]
+    ranked = keys[order]
+    lo = np.searchsorted(ranked, keys[test], side="left")
+    hi = np.searchsorted(ranked, keys[test], side="right")
+    return {int(j): [int(i) for i in order[a:b]] for j, a, b in zip(test, lo, hi) if b > a}
 
 
 def find_leaks(ds: Dataset) -> dict[str, Any]:
@@ -146,14 +163,9 @@ def find_leaks(ds: Dataset) -> dict[str, Any]:
     if not len(train) or not len(test):
         return {**out, "seconds": 0.0}
     h = example_hashes(ds)
-    matches: dict[int, tuple[str, list[int]]] = {}
-    by_exact: dict[bytes, list[int]] = {}
-    for i in train:
-        by_exact.setdefault(h["exact"][i], []).append(int(i))
-    for j in test:
-        if h["exact"][j] in by_exact:
-            matches[int(j)] = ("exact", by_exact[h["exact"][j]])
-    rest = [int(j) for j in test if int(j) not in matches]
+    exact = h["exact"] if h["exact"].dtype == np.uint64 else np.ascontiguousarray(h["exact"]).view("<u8")[::2]  # V16
+    matches: dict[int, tuple[str, list[int]]] = {j: ("exact", idx) for j, idx in _same(exact, train, test).items()}
+    rest = np.array([int(j) for j in test if int(j) not in matches], dtype=np.int64)
     if ds.modality == "image":
         tr_hash = h["near"][train]
         for j in rest:  # Hamming distance of 64-bit hashes, one reported image against every training one
@@ -162,14 +174,9 @@ def find_leaks(ds: Dataset) -> dict[str, Any]:
                 mad = np.abs(h["thumb"][close].astype(np.int16) - h["thumb"][j].astype(np.int16)).mean(axis=(1, 2))
                 close = close[mad <= NEAR_MAD]
             if len(close):
-                matches[j] = ("near", [int(c) for c in close])
+                matches[int(j)] = ("near", [int(c) for c in close])
     else:
-        by_near: dict[str, list[int]] = {}
-        for i in train:
-            by_near.setdefault(h["near"][i], []).append(int(i))
-        for j in rest:
-            if h["near"][j] in by_near:
-                matches[j] = ("near", by_near[h["near"][j]])
+        matches.update((j, ("near", idx)) for j, idx in _same(h["near"], train, rest).items())
     copies = sorted({i for _, idx in matches.values() for i in idx})
     out.update(exact=sum(1 for k, _ in matches.values() if k == "exact"), near=sum(1 for k, _ in matches.values() if k == "near"),
                training_positions=copies, seconds=round(time.perf_counter() - t0, 3))

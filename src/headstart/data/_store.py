@@ -51,7 +51,33 @@ class _Concatenable(Sequence):
         return Chain([other, self])
 
 
-class ImageStore(_Concatenable):
+class _FileBacked(_Concatenable):
+    """A sequence read from one file with positioned reads: the file is opened on first use, never pickled (each
+    DataLoader worker opens its own) and closed with the object."""
+
+    _fd: int | None = None
+
+    def _path(self) -> Path:
+        raise NotImplementedError
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self._path(), os.O_RDONLY)
+        return self._fd
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_fd"} | {"_fd": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)  # type: ignore[arg-type]
+
+
+class ImageStore(_FileBacked):
     """Images [H, W, 3] uint8 read from a store's pixel file, one positioned read each.
 
     ``rows`` selects and orders the store's files (`take` narrows it without reading anything); pickling keeps
@@ -68,10 +94,8 @@ class ImageStore(_Concatenable):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _file(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.folder / self.pixels, os.O_RDONLY)
-        return self._fd
+    def _path(self) -> Path:
+        return self.folder / self.pixels
 
     def _bytes(self, row: int, channels: int) -> tuple[bytearray, int, int]:
         """Row ``row``'s pixels as read from the file, with its height and width."""
@@ -105,17 +129,6 @@ class ImageStore(_Concatenable):
     def shapes(self) -> np.ndarray:
         """[N, 2] heights and widths, from the index."""
         return self.index[self.rows, 1:3]
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_fd"} | {"_fd": None}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)  # type: ignore[arg-type]
 
     def resized(self, geometry: Callable[[np.ndarray], Any], tag: str, shape: tuple[int, int, int]) -> Sequence:
         """This view's images through ``geometry`` (a deterministic resize and crop to ``shape`` [C, H, W], returning
@@ -195,7 +208,7 @@ class Picked(_Concatenable):
 
 def take(items: Sequence, idx: Any) -> Sequence:
     """``items`` at positions ``idx``: a view when they are read from disk (nothing read yet), else a list."""
-    if isinstance(items, ImageStore):
+    if isinstance(items, _Concatenable) and hasattr(items, "take"):  # an image or text store, a table's references
         return items.take(idx)
     if isinstance(items, (Chain, Picked)):
         return Picked(items, idx)

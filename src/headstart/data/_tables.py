@@ -16,14 +16,19 @@ file, so an error message points at the line an editor shows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import functools
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .._progress import warn
 from ..errors import DataError, did_you_mean
+from ._textstore import STREAM_FROM, LineRefs, TextWriter
 
 if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
     import pandas as pd
@@ -36,6 +41,7 @@ TABLE_EXTENSIONS = {".csv", ".tsv", ".tab", ".txt", ".jsonl", ".ndjson", ".json"
 
 DELIMITERS = ",;\t|"  # what `--delimiter`-less reading considers, for .csv/.tsv/.txt
 SNIFF_BYTES = 64 * 1024
+CHUNK_ROWS = 50_000  # rows of a large table (`STREAM_FROM`) read at a time
 
 
 def sniff_delimiter(path: Path) -> str:
@@ -55,13 +61,22 @@ def sniff_delimiter(path: Path) -> str:
         return "," if path.suffix.lower() == ".csv" else "\t"
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    """One JSON object per line; a bad line is named by its line number (pandas reports a character offset)."""
+def _jsonl_frames(path: Path, chunk: int | None) -> Iterator[pd.DataFrame]:
+    """One JSON object per line, ``chunk`` objects a frame; a bad line is named by its line number (pandas reports
+    a character offset)."""
     import json
 
     import pandas as pd
 
     records, lines = [], []
+
+    def frame() -> pd.DataFrame:
+        df = pd.DataFrame.from_records(records).astype(object)
+        df.attrs["lines"] = list(lines)  # each row's line in the file, for messages
+        records.clear()
+        lines.clear()
+        return df
+
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         for n, line in enumerate(fh, start=1):
             if not line.strip():
@@ -76,27 +91,42 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
                                 "JSON object with the text and label fields")
             records.append(rec)
             lines.append(n)
-    df = pd.DataFrame.from_records(records).astype(object)
-    df.attrs["lines"] = lines  # each row's line in the file, for messages
-    return df
+            if chunk is not None and len(records) == chunk:
+                yield frame()
+    if records or chunk is None:
+        yield frame()
 
 
-def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.DataFrame:
-    """The file as a table of strings (Parquet/JSON keep their own types). ``delimiter``: None = sniffed."""
+def _frames(path: Path, header: bool, delimiter: str | None = None, chunk: int | None = None) -> Iterator[pd.DataFrame]:
+    """The file as tables of strings (Parquet/JSON keep their own types), ``chunk`` rows at a time (None: whole).
+    Each frame's ``attrs["lines"]`` is each row's line in the file (absent for JSON and Parquet rows, which are named
+    by position). ``delimiter``: None = sniffed."""
     import pandas as pd  # here, not at import: image-only commands do not pay for it
 
     ext = path.suffix.lower()
     try:
         if ext in (".parquet", ".pq"):
-            return pd.read_parquet(path).astype(object)
+            if chunk is None:
+                yield pd.read_parquet(path).astype(object)
+                return
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
+                yield batch.to_pandas().astype(object)
+            return
         if ext in (".jsonl", ".ndjson"):
-            return _read_jsonl(path)
-        if ext == ".json":
-            return pd.read_json(path, dtype=False).astype(object)
+            yield from _jsonl_frames(path, chunk)
+            return
+        if ext == ".json":  # one JSON document: read whole, whatever its size
+            yield pd.read_json(path, dtype=False).astype(object)
+            return
         sep = delimiter or sniff_delimiter(path)
         quoting = csv.QUOTE_MINIMAL if ext == ".csv" or sep != "\t" else csv.QUOTE_NONE
-        df = pd.read_csv(
-            path,
+        starts = _record_starts(path, sep, quoting)
+        if header:
+            next(starts, None)
+        read = 0
+        options = dict(
             sep=sep,
             header=0 if header else None,
             dtype=str,
@@ -107,33 +137,39 @@ def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.Data
             skip_blank_lines=True,
             on_bad_lines="error",
         )
-        # each row's line in the file, blank lines and quoted line breaks counted (else by position)
-        st = path.stat()
-        lines = list(_record_lines(str(path), sep, quoting, st.st_size, st.st_mtime_ns)[1 if header else 0:])
-        df.attrs["lines"] = lines if len(lines) == len(df) else [i + (2 if header else 1) for i in range(len(df))]
-        return df
+        with (contextlib.nullcontext([pd.read_csv(path, **options)]) if chunk is None
+              else pd.read_csv(path, chunksize=chunk, **options)) as reader:
+            for df in reader:
+                # each row's line in the file, blank lines and quoted line breaks counted (else by position)
+                lines = list(itertools.islice(starts, len(df)))
+                df.attrs["lines"] = lines if len(lines) == len(df) else [read + i + (2 if header else 1) for i in range(len(df))]
+                read += len(df)
+                yield df
     except (pd.errors.ParserError, ValueError, UnicodeError, OSError) as e:
         first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise DataError(f"{path}: cannot read as a {ext or 'text'} table ({first}); check the quoting, or give the "
                         "separator with --delimiter") from None
 
 
-@functools.lru_cache(maxsize=4)  # keyed by the file's size and mtime: `read_table` reads a file twice to find its header
-def _record_lines(path: str, sep: str, quoting: int, size: int, mtime_ns: int) -> tuple[int, ...]:
+def _read_raw(path: Path, header: bool, delimiter: str | None = None) -> pd.DataFrame:
+    """The whole file as one table (`_frames` in one piece)."""
+    return next(_frames(path, header, delimiter))
+
+
+def _record_starts(path: Path, sep: str, quoting: int) -> Iterator[int]:
     """The line on which each non-blank record of a delimited file starts (pandas skips blank lines, so a row's
-    position alone would name the wrong line after one; a quoted field may also span lines). Empty when the csv
-    module cannot read it."""
-    starts, end = [], 0
+    position alone would name the wrong line after one; a quoted field may also span lines). Stops early when the
+    csv module cannot read the file (e.g. a text longer than its field limit): rows are then numbered by position."""
+    end = 0
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         reader = csv.reader(fh, delimiter=sep, quoting=quoting)
         try:
             for row in reader:
                 if row:
-                    starts.append(end + 1)
+                    yield end + 1
                 end = reader.line_num
-        except csv.Error:  # e.g. a text longer than the csv module's field limit: rows are then numbered by position
-            return ()
-    return tuple(starts)
+        except csv.Error:
+            return
 
 
 def _is_structured(path: Path) -> bool:
@@ -188,10 +224,14 @@ def _check_file(path: Path) -> None:
         raise DataError(f"{path}: file is empty")
 
 
-def _check_rows(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    if len(df) == 0 or len(df.columns) == 0:
+def _check_rows(df: pd.DataFrame | None, path: Path) -> pd.DataFrame:
+    if df is None or len(df) == 0 or len(df.columns) == 0:
         raise DataError(f"{path}: no data rows")
     return df
+
+
+def _first(frames: Iterator[pd.DataFrame], path: Path) -> pd.DataFrame:
+    return _check_rows(next(frames, None), path)
 
 
 def _blank(v: object) -> bool:
@@ -209,9 +249,9 @@ class Table:
     that overrides it. Fits show it in their summary, metrics.json and report.
     """
 
-    texts: list[Any]
+    texts: Sequence[Any]  # a list, or a `TextStore` for a table larger than `STREAM_FROM`
     labels: list[Any]
-    refs: list[str]
+    refs: Sequence[str]  # a list, or `LineRefs`
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file:line, reason)
     decided: dict[str, dict[str, str]] = field(default_factory=dict)
     label_columns: list[str] = field(default_factory=list)
@@ -252,11 +292,12 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
         raise DataError(f"{path}: --text-col given {len(text_cols)} times; give one text column, or two for pairs")
     structured = _is_structured(path)
     sep = None if structured else (delimiter or sniff_delimiter(path))
+    stream = path.stat().st_size > STREAM_FROM
+    chunk = CHUNK_ROWS if stream else None
     if structured:
-        df = _read_raw(path, header=True)
         has_header = True
     elif header == "auto":
-        df = _read_raw(path, header=False, delimiter=sep)
+        df = _first(_frames(path, header=False, delimiter=sep, chunk=chunk), path)  # the first chunk decides
         first = {str(v).strip().lower() for v in df.iloc[0].tolist()}
         named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(not c.isdigit() for c in text_cols + label_cols)
         if named:
@@ -265,13 +306,11 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
             _, guess_label, _, _ = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None, path)
             col = df[guess_label].astype(str)
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
-        if has_header:
-            del df  # before reading again: not two copies of a large table at once
-            df = _read_raw(path, header=True, delimiter=sep)
+        del df  # before reading again: not two copies of a large table at once
     else:
         has_header = header == "yes"
-        df = _read_raw(path, header=has_header, delimiter=sep)
-    _check_rows(df, path)
+    frames = _frames(path, header=has_header, delimiter=sep, chunk=chunk)
+    df = _first(frames, path)
     tcs = [_resolve_col(df, c, "--text-col", path) for c in text_cols]
     lcs = [_resolve_col(df, c, "--label-col", path) for c in label_cols]
     tcol, lcol, how_text, how_label = _guess_columns(df, tcs[0] if tcs else None, lcs[0] if lcs else None, path)
@@ -283,7 +322,6 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     if gc is not None and gc in set(tcs) | set(lcs):
         raise DataError(f"{path}: --group-col {group_col!r} is also the text or label column; name the column that "
                         "identifies the groups (a patient, a user, a document)")
-    cells = df[gc].tolist() if gc is not None else None
     table = Table([], [], [], label_columns=[str(c) for c in lcs], decided={
         "text": {"value": " + ".join(str(c) for c in tcs), "how": how_text, "flag": "--text-col"},
         "label": {"value": ", ".join(str(c) for c in lcs), "how": how_label, "flag": "--label-col"},
@@ -296,37 +334,54 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     if gc is not None:
         table.groups = []
         table.decided["group"] = {"value": str(gc), "how": "given", "flag": "--group-col"}
-    lost_labels = set()
-    lines = df.attrs.get("lines") or [None] * len(df)  # JSON and Parquet rows have no line: named by position
-    # the columns as lists, a row's cells gathered as it is read: not a tuple per row for the whole table
-    tcells, lcells = [df[c].tolist() for c in tcs], [df[c].tolist() for c in lcs]
-    del df
-    for i in range(len(tcells[0])):
-        ts, labs = [col[i] for col in tcells], [col[i] for col in lcells]
-        ref = f"{path}:{lines[i]}" if lines[i] is not None else f"{path}:row {i}"
-        blanks = [c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)]
-        blank_label = (blanks[0] if len(blanks) == len(lcs) else None) if partial else next(iter(blanks), None)
-        blank_text = next((c for c, v in zip(tcs, ts) if _blank(v)), None)
-        if blank_label is not None:
-            table.skipped.append((ref, f"missing label in column {blank_label!r}"))
-        elif blank_text is not None:
-            table.skipped.append((ref, f"empty text in column {blank_text!r}"))
-            if len(lcs) == 1 and isinstance(_cell(labs[0]), str):
-                lost_labels.add(_cell(labs[0]))
-        else:
-            table.texts.append(str(ts[0]) if len(ts) == 1 else tuple(str(t) for t in ts))
-            if partial:
-                table.labels.append(tuple(None if c in blanks else _cell(v) for c, v in zip(lcs, labs)))
+    lost_labels: set[str] = set()
+    writer = TextWriter() if stream and len(tcs) == 1 else None  # a large table's texts go to disk (pairs stay here)
+    kept_lines: list[np.ndarray] = []  # each usable row's line (-position where there is none), a chunk at a time
+    names: dict[str, str] = {}
+
+    def cell(v: Any) -> Any:  # one string object per label value, however many rows repeat it
+        return names.setdefault(v, v) if isinstance(v, str) else v
+
+    done = 0
+    for df in itertools.chain([df], frames):
+        lines = df.attrs.get("lines") or [-(done + i) for i in range(len(df))]  # JSON and Parquet: by position
+        # the columns as lists, a row's cells gathered as it is read: not a tuple per row for the whole table
+        tcells, lcells = [df[c].tolist() for c in tcs], [df[c].tolist() for c in lcs]
+        cells = df[gc].tolist() if gc is not None else None
+        del df
+        texts, kept = [], []
+        for i in range(len(tcells[0])):
+            ts, labs = [col[i] for col in tcells], [col[i] for col in lcells]
+            ref = f"{path}:{lines[i]}" if lines[i] > 0 else f"{path}:row {-lines[i]}"
+            blanks = [c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)]
+            blank_label = (blanks[0] if len(blanks) == len(lcs) else None) if partial else next(iter(blanks), None)
+            blank_text = next((c for c, v in zip(tcs, ts) if _blank(v)), None)
+            if blank_label is not None:
+                table.skipped.append((ref, f"missing label in column {blank_label!r}"))
+            elif blank_text is not None:
+                table.skipped.append((ref, f"empty text in column {blank_text!r}"))
+                if len(lcs) == 1 and isinstance(_cell(labs[0]), str):
+                    lost_labels.add(_cell(labs[0]))
             else:
-                table.labels.append(_cell(labs[0]) if len(labs) == 1 else tuple(_cell(v) for v in labs))
-            table.refs.append(ref)
-            if table.groups is not None:
-                table.groups.append(ref if _blank(cells[i]) else str(_cell(cells[i])).strip())
+                texts.append(str(ts[0]) if len(ts) == 1 else tuple(str(t) for t in ts))
+                if partial:
+                    table.labels.append(tuple(None if c in blanks else cell(_cell(v)) for c, v in zip(lcs, labs)))
+                else:
+                    table.labels.append(cell(_cell(labs[0])) if len(labs) == 1 else tuple(cell(_cell(v)) for v in labs))
+                kept.append(lines[i])
+                if table.groups is not None:
+                    table.groups.append(ref if _blank(cells[i]) else str(_cell(cells[i])).strip())
+        (writer.extend if writer is not None else table.texts.extend)(texts)
+        kept_lines.append(np.asarray(kept, dtype=np.int64))
+        done += len(lines)
+    refs = LineRefs(str(path), np.concatenate(kept_lines))
+    table.refs = refs if writer is not None else list(refs)
+    if writer is not None:
+        table.texts = writer.finish()
     if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
              f"with the fewest distinct values, as the label and {tcol!r} as the text; --label-col/--text-col to choose")
     _rows_policy(table, path, strict, lost_labels)
-    _record_lines.cache_clear()  # kept only for the second read of the same file (the header), not for the run
     return table
 
 
@@ -353,27 +408,44 @@ def _rows_policy(table: Table, path: Path, strict: bool, lost_labels: set[str]) 
          "--strict makes them an error")
 
 
-def read_texts(path: Path, text_col: str | list[str] | None = None) -> tuple[list[Any], list[str]]:
+def read_texts(path: Path, text_col: str | list[str] | None = None) -> tuple[Sequence[Any], Sequence[str]]:
     """Unlabeled texts for prediction: (texts, refs). A .txt file is one text per line;
     a table gives its text column (named, or detected as for `read_table`), or the (first, second) pairs
-    of two named columns."""
+    of two named columns. A file larger than `STREAM_FROM` is read a chunk at a time into a `TextStore`."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     cols = as_columns(text_col)
+    stream = path.stat().st_size > STREAM_FROM
+    writer = TextWriter() if stream and len(cols) < 2 else None
+    texts: list[Any] = []
+    kept: list[np.ndarray] = []
+
+    def add(chunk: list[Any], lines: list[int]) -> None:
+        (writer.extend if writer is not None else texts.extend)(chunk)
+        kept.append(np.asarray(lines, dtype=np.int64))
+
     if path.suffix.lower() in (".txt", "") and len(cols) < 2:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        kept = [(ln, f"{path}:{i + 1}") for i, ln in enumerate(lines) if ln.strip()]
-        return [t for t, _ in kept], [r for _, r in kept]
-    _check_file(path)
-    df = _check_rows(_read_raw(path, header=True), path)
-    found = [_resolve_col(df, c, "--text-col", path) for c in cols]
-    if not found:
-        col = _by_name([str(c) for c in df.columns], TEXT_NAMES)
-        found = [col if col is not None else max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())]
-    rows = list(zip(*(df[c].tolist() for c in found)))
-    texts = [str(r[0]) if len(r) == 1 else tuple(str(t) for t in r) for r in rows]
-    lines = df.attrs.get("lines") or range(1, len(texts) + 1)
-    return texts, [f"{path}:{n}" for n in lines]
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            numbered = ((n, ln.rstrip("\r\n")) for n, ln in enumerate(fh, start=1))
+            while block := list(itertools.islice(numbered, CHUNK_ROWS)):
+                part = [(n, ln) for n, ln in block if ln.strip()]
+                add([ln for _, ln in part], [n for n, _ in part])
+    else:
+        _check_file(path)
+        frames = _frames(path, header=True, chunk=CHUNK_ROWS if stream else None)
+        df = _first(frames, path)
+        found = [_resolve_col(df, c, "--text-col", path) for c in cols]
+        if not found:
+            col = _by_name([str(c) for c in df.columns], TEXT_NAMES)
+            found = [col if col is not None else max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())]
+        done = 0
+        for df in itertools.chain([df], frames):
+            rows = list(zip(*(df[c].tolist() for c in found)))
+            add([str(r[0]) if len(r) == 1 else tuple(str(t) for t in r) for r in rows],
+                df.attrs.get("lines") or [-(done + i) for i in range(len(rows))])
+            done += len(rows)
+    refs = LineRefs(str(path), np.concatenate(kept) if kept else np.zeros(0, np.int64))
+    return (writer.finish(), refs) if writer is not None else (texts, list(refs))
 
 
 def read_image_list(table: Path) -> list[Path]:
