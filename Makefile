@@ -36,7 +36,7 @@ browser:
 # the end: CI has a 20-minute budget, and they are where to look when it runs short.
 # One pytest worker per core (pytest-xdist), a test file kept on one worker (`loadfile`: a module's fixtures, such
 # as the docs site, are built once), one math thread per worker: the tests are small, and two workers on one
-# thread each took 0.70x the wall time of one process on two threads (docs/benchmarks.md, "CI time").
+# thread each took 0.70-0.85x the wall time of one process on two threads (docs/benchmarks.md, "CI time").
 TEST_WORKERS ?= 2
 test: setup browser
 	$(BIN)/lint-imports
