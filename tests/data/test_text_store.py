@@ -119,3 +119,24 @@ def test_a_text_store_goes_with_its_last_view_but_not_with_a_workers_copy(tmp_pa
     del view
     gc.collect()
     assert not folder.exists()
+
+
+def test_a_forked_worker_that_lets_go_of_a_store_leaves_it_to_its_writer(tmp_path: Path) -> None:
+    import gc
+
+    w = TextWriter(tmp_path)
+    w.extend(["one", "two"])
+    store = w.finish()
+    del w
+    pid = os.fork()  # as a DataLoader worker is started on Linux: the child holds copies of the same objects
+    if pid == 0:  # never back into pytest from here, whatever happens
+        code = 2
+        try:
+            folder = store.folder
+            del store
+            gc.collect()  # the child's last view goes: its copy of the owner is collected there
+            code = 0 if folder.is_dir() else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and list(store) == ["one", "two"]

@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .._progress import warn
 from ..errors import DataError, did_you_mean
-from ._textstore import STREAM_FROM, LineRefs, TextWriter
+from ._textstore import STREAM_FROM, TextSink, line_ref
 
 if TYPE_CHECKING:  # imported where used: commands that do not need pandas do not pay for it
     import pandas as pd
@@ -99,26 +97,33 @@ def _jsonl_frames(path: Path, chunk: int | None) -> Iterator[pd.DataFrame]:
 
 def _frames(path: Path, header: bool, delimiter: str | None = None, chunk: int | None = None) -> Iterator[pd.DataFrame]:
     """The file as tables of strings (Parquet/JSON keep their own types), ``chunk`` rows at a time (None: whole).
-    Each frame's ``attrs["lines"]`` is each row's line in the file (absent for JSON and Parquet rows, which are named
-    by position). ``delimiter``: None = sniffed."""
+    Each frame's ``attrs["lines"]`` is each row's line in the file, or minus its 0-based position for JSON and
+    Parquet rows, which have no line (`LineRefs` names them ``row N``). ``delimiter``: None = sniffed."""
     import pandas as pd  # here, not at import: image-only commands do not pay for it
+
+    def by_position(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        read = 0
+        for df in frames:
+            df = df.astype(object)
+            df.attrs["lines"] = [-(read + i) for i in range(len(df))]
+            read += len(df)
+            yield df
 
     ext = path.suffix.lower()
     try:
         if ext in (".parquet", ".pq"):
             if chunk is None:
-                yield pd.read_parquet(path).astype(object)
+                yield from by_position(iter([pd.read_parquet(path)]))
                 return
             import pyarrow.parquet as pq
 
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk):
-                yield batch.to_pandas().astype(object)
+            yield from by_position(b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk))
             return
         if ext in (".jsonl", ".ndjson"):
             yield from _jsonl_frames(path, chunk)
             return
         if ext == ".json":  # one JSON document: read whole, whatever its size
-            yield pd.read_json(path, dtype=False).astype(object)
+            yield from by_position(iter([pd.read_json(path, dtype=False)]))
             return
         sep = delimiter or sniff_delimiter(path)
         quoting = csv.QUOTE_MINIMAL if ext == ".csv" or sep != "\t" else csv.QUOTE_NONE
@@ -294,10 +299,12 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
     sep = None if structured else (delimiter or sniff_delimiter(path))
     stream = path.stat().st_size > STREAM_FROM
     chunk = CHUNK_ROWS if stream else None
+    frames = None
     if structured:
         has_header = True
     elif header == "auto":
-        df = _first(_frames(path, header=False, delimiter=sep, chunk=chunk), path)  # the first chunk decides
+        probe = _frames(path, header=False, delimiter=sep, chunk=chunk)
+        df = _first(probe, path)  # the first chunk decides
         first = {str(v).strip().lower() for v in df.iloc[0].tolist()}
         named = bool(first & set(TEXT_NAMES + LABEL_NAMES)) or any(not c.isdigit() for c in text_cols + label_cols)
         if named:
@@ -306,10 +313,12 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
             _, guess_label, _, _ = _guess_columns(df.iloc[1:] if len(df) > 1 else df, None, None, path)
             col = df[guess_label].astype(str)
             has_header = len(df) > 2 and (col == col.iloc[0]).sum() == 1 and col.iloc[1:].nunique() < 0.5 * (len(df) - 1)
-        del df  # before reading again: not two copies of a large table at once
+        if not has_header:  # what was read is the table: go on from there
+            frames = itertools.chain([df], probe)
+        del df, probe  # else before reading again: not two copies of a large table at once
     else:
         has_header = header == "yes"
-    frames = _frames(path, header=has_header, delimiter=sep, chunk=chunk)
+    frames = frames or _frames(path, header=has_header, delimiter=sep, chunk=chunk)
     df = _first(frames, path)
     tcs = [_resolve_col(df, c, "--text-col", path) for c in text_cols]
     lcs = [_resolve_col(df, c, "--label-col", path) for c in label_cols]
@@ -335,16 +344,14 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
         table.groups = []
         table.decided["group"] = {"value": str(gc), "how": "given", "flag": "--group-col"}
     lost_labels: set[str] = set()
-    writer = TextWriter() if stream and len(tcs) == 1 else None  # a large table's texts go to disk (pairs stay here)
-    kept_lines: list[np.ndarray] = []  # each usable row's line (-position where there is none), a chunk at a time
+    sink = TextSink(str(path), stream and len(tcs) == 1)  # a large table's texts go to disk (pairs stay here)
     names: dict[str, str] = {}
 
     def cell(v: Any) -> Any:  # one string object per label value, however many rows repeat it
         return names.setdefault(v, v) if isinstance(v, str) else v
 
-    done = 0
     for df in itertools.chain([df], frames):
-        lines = df.attrs.get("lines") or [-(done + i) for i in range(len(df))]  # JSON and Parquet: by position
+        lines = df.attrs["lines"]
         # the columns as lists, a row's cells gathered as it is read: not a tuple per row for the whole table
         tcells, lcells = [df[c].tolist() for c in tcs], [df[c].tolist() for c in lcs]
         cells = df[gc].tolist() if gc is not None else None
@@ -352,7 +359,7 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
         texts, kept = [], []
         for i in range(len(tcells[0])):
             ts, labs = [col[i] for col in tcells], [col[i] for col in lcells]
-            ref = f"{path}:{lines[i]}" if lines[i] > 0 else f"{path}:row {-lines[i]}"
+            ref = line_ref(str(path), lines[i])
             blanks = [c for c, v in zip(lcs, labs) if not isinstance(_cell(v), list) and _blank(v)]
             blank_label = (blanks[0] if len(blanks) == len(lcs) else None) if partial else next(iter(blanks), None)
             blank_text = next((c for c, v in zip(tcs, ts) if _blank(v)), None)
@@ -371,13 +378,8 @@ def read_table(path: Path, text_col: str | list[str] | None = None, label_col: s
                 kept.append(lines[i])
                 if table.groups is not None:
                     table.groups.append(ref if _blank(cells[i]) else str(_cell(cells[i])).strip())
-        (writer.extend if writer is not None else table.texts.extend)(texts)
-        kept_lines.append(np.asarray(kept, dtype=np.int64))
-        done += len(lines)
-    refs = LineRefs(str(path), np.concatenate(kept_lines))
-    table.refs = refs if writer is not None else list(refs)
-    if writer is not None:
-        table.texts = writer.finish()
+        sink.extend(texts, kept)
+    table.texts, table.refs = sink.result()
     if how_label.startswith("detected: fewest"):  # a guess from the content: say so before minutes of training
         warn(f"{path}: no column is named like a label ({', '.join(LABEL_NAMES[:4])}, ...); using {lcol!r}, the column "
              f"with the fewest distinct values, as the label and {tcol!r} as the text; --label-col/--text-col to choose")
@@ -416,20 +418,13 @@ def read_texts(path: Path, text_col: str | list[str] | None = None) -> tuple[Seq
         raise DataError(f"{path}: file not found")
     cols = as_columns(text_col)
     stream = path.stat().st_size > STREAM_FROM
-    writer = TextWriter() if stream and len(cols) < 2 else None
-    texts: list[Any] = []
-    kept: list[np.ndarray] = []
-
-    def add(chunk: list[Any], lines: list[int]) -> None:
-        (writer.extend if writer is not None else texts.extend)(chunk)
-        kept.append(np.asarray(lines, dtype=np.int64))
-
+    sink = TextSink(str(path), stream and len(cols) < 2)
     if path.suffix.lower() in (".txt", "") and len(cols) < 2:
         with open(path, encoding="utf-8", errors="replace") as fh:
             numbered = ((n, ln.rstrip("\r\n")) for n, ln in enumerate(fh, start=1))
             while block := list(itertools.islice(numbered, CHUNK_ROWS)):
                 part = [(n, ln) for n, ln in block if ln.strip()]
-                add([ln for _, ln in part], [n for n, _ in part])
+                sink.extend([ln for _, ln in part], [n for n, _ in part])
     else:
         _check_file(path)
         frames = _frames(path, header=True, chunk=CHUNK_ROWS if stream else None)
@@ -438,14 +433,10 @@ def read_texts(path: Path, text_col: str | list[str] | None = None) -> tuple[Seq
         if not found:
             col = _by_name([str(c) for c in df.columns], TEXT_NAMES)
             found = [col if col is not None else max(df.columns, key=lambda c: df[c].astype(str).str.len().mean())]
-        done = 0
         for df in itertools.chain([df], frames):
-            rows = list(zip(*(df[c].tolist() for c in found)))
-            add([str(r[0]) if len(r) == 1 else tuple(str(t) for t in r) for r in rows],
-                df.attrs.get("lines") or [-(done + i) for i in range(len(rows))])
-            done += len(rows)
-    refs = LineRefs(str(path), np.concatenate(kept) if kept else np.zeros(0, np.int64))
-    return (writer.finish(), refs) if writer is not None else (texts, list(refs))
+            rows = zip(*(df[c].tolist() for c in found))
+            sink.extend([str(r[0]) if len(r) == 1 else tuple(str(t) for t in r) for r in rows], df.attrs["lines"])
+    return sink.result()
 
 
 def read_image_list(table: Path) -> list[Path]:
@@ -466,7 +457,7 @@ def read_image_list(table: Path) -> list[Path]:
         q = Path(v)
         q = q if q.is_absolute() else table.parent / q
         if not q.is_file():
-            line = df.attrs["lines"][i] if df.attrs.get("lines") else i + 1
+            line = max(df.attrs["lines"][i], i + 1)  # a Parquet/JSON row (no line): by its 1-based position
             raise DataError(f"{table}:{line}: image {v!r} not found (paths are relative to the table's folder)")
         out.append(q)
     return out

@@ -18,7 +18,7 @@ import itertools
 import os
 import shutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +126,7 @@ class LineRefs(_Concatenable):
         return len(self.lines)
 
     def _ref(self, i: int) -> str:
-        n = int(self.lines[i])
-        return f"{self.path}:{n}" if n > 0 else f"{self.path}:row {-n}"
+        return line_ref(self.path, int(self.lines[i]))
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -141,12 +140,35 @@ class LineRefs(_Concatenable):
         return LineRefs(self.path, self.lines[np.asarray(idx, dtype=np.int64)])
 
 
+def line_ref(path: str, n: int) -> str:
+    """``file:line``, or ``file:row N`` for ``-N`` (a row without a line: JSON, Parquet)."""
+    return f"{path}:{n}" if n > 0 else f"{path}:row {-n}"
+
+
+class TextSink:
+    """Where a reader puts the texts it keeps and their lines, a chunk at a time: a list, or a `TextWriter` for a
+    large file (``to_disk``). `result` gives (texts, references): lists, or a `TextStore` and `LineRefs`."""
+
+    def __init__(self, path: str, to_disk: bool):
+        self.path, self.writer = path, TextWriter() if to_disk else None
+        self.texts: list[Any] = []
+        self.lines: list[np.ndarray] = []
+
+    def extend(self, texts: list[Any], lines: Sequence[int]) -> None:
+        (self.writer.extend if self.writer is not None else self.texts.extend)(texts)
+        self.lines.append(np.asarray(lines, dtype=np.int64))
+
+    def result(self) -> tuple[Sequence[Any], Sequence[str]]:
+        refs = LineRefs(self.path, np.concatenate(self.lines) if self.lines else np.zeros(0, np.int64))
+        return (self.writer.finish(), refs) if self.writer is not None else (self.texts, list(refs))
+
+
 class _Owner:
     """What keeps a store's folder: removed when the last `TextStore` holding it is collected."""
 
 
 def _remove(folder: Path, pid: int) -> None:
-    if os.getpid() == pid:  # not from a forked child that happens to exit through Python
+    if os.getpid() == pid:  # not in a forked child (a DataLoader worker) whose copies are collected
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -164,4 +186,4 @@ def _remove_orphans(root: Path) -> None:
             pass
 
 
-__all__ = ["STREAM_FROM", "LineRefs", "TextStore", "TextWriter"]
+__all__ = ["STREAM_FROM", "LineRefs", "TextSink", "TextStore", "TextWriter", "line_ref"]
