@@ -16,7 +16,8 @@ import headstart
 from headstart import transferability as tr
 from headstart.backbones import build_backbone
 from headstart.cli import app
-from headstart.data import load_data
+from headstart.data import load_data, per_class_subset
+from headstart.errors import ConfigError
 from headstart.features import extract_items
 
 from .backbones.tiny_factory import TinyNet
@@ -38,10 +39,10 @@ def tiny_weights(tmp_path: Path) -> Path:
 def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, tiny_weights: Path) -> None:
     data = write_image_folder(tmp_path / "imgs", per_class=15, classes=3)
     cands = [f"{TINY}@{tiny_weights}", TINY]
-    df = headstart.rank(data, cands, metrics="logme,hscore,leep,nce,knn,proxy", proxy_epochs=1, out=tmp_path / "rk")
+    df = headstart.rank(data, cands, metrics="logme,hscore,leep,nce,knn,ncti,proxy", proxy_epochs=1, out=tmp_path / "rk")
     assert list(df["rank"]) == [1, 2]
-    assert df.attrs["recommended"] == df.index[0] and df.attrs["by"] == "proxy"
-    assert df["proxy"].is_monotonic_decreasing
+    assert df.attrs["recommended"] == df.index[0] and df.attrs["by"] == "ncti"
+    assert df["ncti"].is_monotonic_decreasing
     with_head, without = df.loc[f"tiny@{tiny_weights.name}"], df.loc["tiny (random init)"]
     # LEEP / NCE need the source classifier: only the candidate loaded from weights has one
     assert with_head["source_classes"] == 5 and without["source_classes"] == 0
@@ -81,15 +82,16 @@ def test_rank_scores_every_candidate_on_the_training_part_only(tmp_path: Path, t
 
 
 def test_goal_decides_which_score_orders_the_table(tmp_path: Path, tiny_weights: Path) -> None:
-    """``goal="linear"`` ranks by LogME even when it is not the first metric asked for, ``finetune`` by the proxy."""
+    """``goal="linear"`` ranks by LogME even when it is not the first metric asked for, ``finetune`` by NCTI."""
     data = write_image_folder(tmp_path / "imgs", per_class=12, classes=3)
     cands = [f"{TINY}@{tiny_weights}", TINY, "scratch:cnn@32"]
-    for goal, by in (("linear", "logme"), ("finetune", "proxy")):
-        df = headstart.rank(data, cands, metrics="knn,proxy,logme", goal=goal, proxy_epochs=1)
+    for goal, by in (("linear", "logme"), ("finetune", "ncti")):
+        df = headstart.rank(data, cands, metrics="knn,ncti,logme", goal=goal)
         assert df.attrs["by"] == by
-        assert list(df.index) == list(df[by].sort_values(ascending=False).index), df[["knn", "proxy", "logme"]]
+        assert list(df.index) == list(df[by].sort_values(ascending=False).index), df[["knn", "ncti", "logme"]]
         assert df.attrs["recommended_model"] == df.iloc[0]["model"]
     assert len(set(df["logme"])) == 3
+    assert headstart.rank(data, cands).attrs["metrics"] == ["ncti", "logme"]  # auto: the goal's score and LogME
 
 
 def test_rank_prefers_the_pretrained_text_encoder(text_csv: Path) -> None:
@@ -97,6 +99,48 @@ def test_rank_prefers_the_pretrained_text_encoder(text_csv: Path) -> None:
     assert df.index[0] == "minilm"
     assert df.loc["minilm", "logme"] > df.loc["scratch:bow", "logme"]
     assert df.loc["minilm", "knn"] >= df.loc["scratch:bow", "knn"]
+
+
+def test_rank_scores_an_earlier_run_and_says_when_the_top_two_overlap(tmp_path: Path, tiny_weights: Path) -> None:
+    """Fine-tuning-aware scores over a pool with a `run:` source model, a per-class sample, and the intervals."""
+    data = write_image_folder(tmp_path / "imgs", per_class=16, classes=3)
+    source = headstart.fit(write_image_folder(tmp_path / "other", per_class=10, classes=2, seed=5), model=TINY,
+                           weights=str(tiny_weights), strategy="finetune", epochs=1, out=tmp_path / "source")
+    twin = tmp_path / "twin.safetensors"  # the same weights under another name: a candidate it cannot tell apart
+    twin.write_bytes(tiny_weights.read_bytes())
+    cands = [f"run:{source.path}", f"{TINY}@{tiny_weights}", f"{TINY}@{twin}", TINY]
+    names = "sfda,ncti,etran,transrate,gbc,pactran,leep"
+    df = headstart.rank(data, cands, metrics=names, goal="linear", per_class=8, intervals=20, out=tmp_path / "rk",
+                        trust_code=True)  # the run's backbone is built by this test's own factory
+    by = df.attrs["by"]
+    assert by == "sfda"  # goal linear: LogME when asked for, else the first metric
+    assert df.loc[f"run:{source.path}", "source_classes"] == 2  # the earlier run's head is its source classifier
+    assert np.isfinite(df.loc[f"run:{source.path}", "leep"])
+    assert (df["low"] <= df[by] + 1e-12).all() and (df[by] <= df["high"] + 1e-12).all()
+    assert (df["high"] > df["low"]).any()
+    # the numbers are the transferability functions on the sampled examples (8 per class of the training part)
+    ds = load_data(data, seed=0)
+    saved = json.loads((tmp_path / "rk" / "rank.json").read_text())
+    assert saved["n_examples"] == 24
+    pool = np.sort(np.concatenate([ds.train_idx, ds.val_idx]))
+    feats = {c: extract_items(build_backbone(m, weights=w), ds.items).astype(np.float64)
+             for c, m, w in [(f"tiny@{tiny_weights.name}", TINY, str(tiny_weights)), ("tiny (random init)", TINY, None)]}
+    scored = np.sort(per_class_subset(ds.strata(), pool, 8, np.random.default_rng(0 + 104729)))
+    y = ds.y[scored]
+    assert df.loc[f"tiny@{tiny_weights.name}", "sfda"] == pytest.approx(tr.sfda(feats[f"tiny@{tiny_weights.name}"][scored], y), rel=1e-6)
+    assert df.loc[f"tiny@{tiny_weights.name}", "gbc"] == pytest.approx(tr.gbc(feats[f"tiny@{tiny_weights.name}"][scored], y), rel=1e-6)
+    # NCTI and ETran are normalised over the pool: the two identical candidates tie, and the totals match
+    assert df.loc[f"tiny@{tiny_weights.name}", "ncti"] == pytest.approx(df.loc[f"tiny@{twin.name}", "ncti"])
+    assert df["etran"].max() <= 2.0 + 1e-9 and df["etran"].min() >= 0.0 - 1e-9
+    # identical candidates are inside each other's interval: the ranking says the data cannot separate them
+    twins = headstart.rank(data, [f"{TINY}@{tiny_weights}", f"{TINY}@{twin}"], metrics="sfda", out=tmp_path / "tw")
+    assert twins.attrs["overlap"].startswith(f"tiny@{tiny_weights.name} and tiny@{twin.name} overlap") or \
+        twins.attrs["overlap"].startswith(f"tiny@{twin.name} and tiny@{tiny_weights.name} overlap")
+    assert "Fine-tuning both settles it" in twins.attrs["overlap"]
+    assert "cannot tell them apart" in (tmp_path / "tw" / "report.html").read_text()
+    assert df.attrs["overlap"] is None or "overlap" in df.attrs["overlap"]
+    with pytest.raises(ConfigError, match="--per-class"):
+        headstart.rank(data, [TINY], metrics="sfda", per_class=1)
 
 
 def test_rank_cli_table_and_errors(tmp_path: Path, tiny_weights: Path) -> None:

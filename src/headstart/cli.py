@@ -406,13 +406,18 @@ def rank_cmd(
     data: str = typer.Argument(..., help="Labeled target data: image folder, table file or built-in name."),
     models: list[str] = typer.Option(..., "--models", "-m",
                                      help="Candidates: --models A B C (or A,B,C); MODEL@WEIGHTS_FILE for local weights."),
-    metric: str = typer.Option("all", "--metric", help="logme, hscore, leep, nce, knn, linear, proxy (comma-separated) or all."),
-    goal: str = typer.Option("finetune", help="What the winner is for: finetune (recommend by proxy) or linear (by LogME)."),
+    metric: str = typer.Option("auto", "--metric", help="logme, hscore, leep, nce, knn, linear, sfda, ncti, etran, transrate, "
+                               "gbc, pactran, proxy (comma-separated), all, or auto: the goal's score and LogME."),
+    goal: str = typer.Option("finetune", help="What the winner is for: finetune (recommend by NCTI) or linear (by LogME)."),
     then_fit: Optional[str] = typer.Option(None, "--then-fit", help="Then fit the winner with this strategy (e.g. finetune)."),
     seed: int = typer.Option(0, help="Random seed (the same split as `headstart fit --seed`)."),
+    test: Optional[str] = typer.Option(None, help="A separate reported file or folder (never scored, as in `headstart fit --test`)."),
     test_fraction: float = typer.Option(0.2, help="Held out, never scored (as in `headstart fit`)."),
     proxy_epochs: int = typer.Option(2, help="Epochs of the short fine-tuning proxy."),
     proxy_per_class: int = typer.Option(200, help="At most this many training examples per class for the proxy."),
+    train_size: Optional[int] = typer.Option(None, help="Use only this many training examples (as `headstart fit --train-size`)."),
+    per_class: int = typer.Option(50, help="Score at most this many examples per class (a seeded sample of the training part; 0: all)."),
+    intervals: int = typer.Option(20, help="Half-sample bootstrap rounds for the recommending score's 90% interval (0: none)."),
     text_col: Optional[list[str]] = typer.Option(None, help="Text column of a table; twice for a pair of texts."),
     label_col: Optional[list[str]] = typer.Option(None, help="Label column of a table; repeat it for several (multilabel 0/1 columns)."),
     task_type: str = typer.Option("auto", help="What a label is: auto, binary, multiclass, multilabel, regression "
@@ -430,24 +435,31 @@ def rank_cmd(
     if then_fit is not None and ctx.get_parameter_source("goal").name != "COMMANDLINE":
         goal = "finetune" if get_strategy(then_fit).trains else "linear"  # a frozen-feature probe: rank by LogME
     target = out_dir or default_out(data)
-    df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
-              proxy_per_class=proxy_per_class, text_col=text_col, label_col=label_col, task_type=task_type, out=target,
-              overwrite=overwrite, trust_code=trust_code)
+    df = rank(data, cands, metrics=metric, goal=goal, seed=seed, test=test, test_fraction=test_fraction, proxy_epochs=proxy_epochs,
+              proxy_per_class=proxy_per_class, train_size=train_size, per_class=per_class, intervals=intervals,
+              text_col=text_col, label_col=label_col, task_type=task_type, out=target, overwrite=overwrite,
+              trust_code=trust_code)
     names = df.attrs["metrics"]
+    by = df.attrs["by"]
+    spread = bool(df["low"].notna().any())
     table = Table(title=f"headstart rank: {data} (higher is better)")
-    for col in ("rank", "candidate", *names, "dim", "extract s", "seconds"):
+    for col in ("rank", "candidate", *names, *([f"{by} 90%"] if spread else []), "dim", "extract s", "seconds"):
         table.add_column(col, justify="left" if col == "candidate" else "right")
     for cand, r in df.iterrows():
         cells = [f"{r[m]:.4f}" if r[m] == r[m] else "n/a" for m in names]
+        if spread:
+            cells.append(f"{r['low']:.3f}..{r['high']:.3f}" if r["low"] == r["low"] else "n/a")
         table.add_row(str(r["rank"]), str(cand), *cells, str(r["dim"]), f"{r['extract_s']:.1f}", f"{r['seconds']:.1f}")
     out.print(table)
+    if df.attrs.get("overlap"):
+        out.print(f"[yellow]{df.attrs['overlap']}[/yellow]")
     out.print(f"recommended: [bold]{df.attrs['recommended']}[/bold] (by {df.attrs['by']}, goal {df.attrs['goal']}); "
               f"{df.attrs['seconds']:.1f} s; report: {target}/report.html")
     if then_fit is not None:
         from .tasks.fit import fit
 
         run = fit(data, model=df.attrs["recommended_model"], weights=df.attrs["recommended_weights"], strategy=then_fit, seed=seed,
-                  test_fraction=test_fraction, text_col=text_col, label_col=label_col, task_type=task_type, trust_code=trust_code)
+                  test=test, test_fraction=test_fraction, text_col=text_col, label_col=label_col, task_type=task_type, trust_code=trust_code)
         _print_summary(run, "headstart fit (the recommended candidate)")
 
 

@@ -226,6 +226,21 @@ def extract(
     return np.load(path, mmap_mode="r"), {"cached": False, "seconds": time.perf_counter() - t0, "path": str(path)}
 
 
+def cached_rows(backbone: Backbone, data_fingerprint: str, n: int, idx: np.ndarray,
+                cache_dir: str | Path | None = None) -> np.ndarray | None:
+    """Rows ``idx`` of a complete cache entry of all ``n`` items, as float64, or None when there is none.
+
+    For a caller that needs some of the items (`rank` scores a sample): an entry already made for the whole
+    data (by `fit`, or by `headstart extract --pool avg` in shards) is read instead of extracting again.
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = folder / "features" / f"{cache_key(backbone, data_fingerprint)}.npy"
+    if not path.is_file():
+        return None
+    feats = np.load(path, mmap_mode="r")
+    return np.array(feats[idx], dtype=np.float64) if feats.shape == (n, backbone.num_features) else None
+
+
 def _fill(path: Path, n: int, width: int, write: Callable[[np.ndarray], Any]) -> None:
     """``write(rows)`` into a memory-mapped temp file [n, width], renamed to ``path`` when complete: peak memory
     is one batch, not the dataset, and an interrupted extraction leaves no half-written cache entry."""

@@ -26,9 +26,13 @@ def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
         vals = df[m].to_numpy(dtype=float)[::-1]
         colors = ["#d95f02" if n == best else "#7570b3" for n in names]
         ax.barh(range(len(names)), np.nan_to_num(vals, nan=0.0), color=colors)
+        if m == df.attrs.get("by") and "low" in df.columns and df["low"].notna().any():  # the 90% interval
+            lo, hi = df["low"].to_numpy(dtype=float)[::-1], df["high"].to_numpy(dtype=float)[::-1]
+            ax.errorbar(vals, range(len(names)), xerr=[np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)], fmt="none",
+                        ecolor="black", capsize=3, lw=1)
         for i, v in enumerate(vals):
             ax.text(0, i, " n/a" if np.isnan(v) else f" {v:.3f}", va="center", fontsize=8)
-        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.set_yticks(range(len(names)), [n if len(n) <= 36 else "…" + n[-35:] for n in names], fontsize=8)
         ax.set_title(m + (" (recommends)" if m == df.attrs.get("by") else ""), fontsize=10)
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
@@ -40,13 +44,18 @@ def plot_rank(df: Any, metrics: list[str], path: Path) -> Path:
 
 def write_rank_report(out_dir: Path, payload: dict[str, Any]) -> Path:
     metrics = payload["metrics"]
-    columns = ["rank", "candidate", *metrics, "dim", "params", "extract_s", "score_s", *(["proxy_s"] if "proxy" in metrics else [])]
+    spread = any(c.get("low") is not None for c in payload["candidates"])
+    columns = ["rank", "candidate", *metrics, *(["low", "high"] if spread else []), "dim", "params", "extract_s", "score_s",
+               *(["proxy_s"] if "proxy" in metrics else [])]
+    note = (f"<p>low, high: the 90% half-sample bootstrap interval of {esc(payload['by'])}.</p>" if spread else "") + \
+        (f"<p class=\"lead\"><b>{esc(payload['overlap'])}</b></p>" if payload.get("overlap") else "")
     helps = "".join(f"<li><b>{esc(m)}</b>: {esc(h)}</li>" for m, h in payload["metric_help"].items())
     body = f"""<h1>Which backbone for {esc(payload['data'])}?</h1>
 <p class="lead">Recommended: <b>{esc(payload['recommended'])}</b>, by <b>{esc(payload['by'])}</b>
 (goal: {esc(payload['goal'])}). Scored on {payload['n_examples']:,} training examples (the reported split is not used);
 {payload['seconds']:.1f} s in all.</p>
 {grid(payload['candidates'], columns)}
+{note}
 <ul>{helps}</ul>
 {figure(out_dir / "rank.png", "scores per candidate")}"""
     out = out_dir / "report.html"
