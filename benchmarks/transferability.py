@@ -31,13 +31,11 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from domain_adaptation import amazon_reviews, write_table
-from foundation import HEADSTART, ROOT, SHARED, Section, machine
+from foundation import ROOT, SHARED, Section, run
 
 FACTORIES = ROOT / "benchmarks" / "factories.py"
 WEIGHTS = SHARED / "weights"
@@ -88,7 +86,7 @@ def sources(work: Path) -> dict[str, list[str]]:
 
 def targets(work: Path) -> dict[str, dict]:
     """Per target: its data arguments (shared by fit and rank) and its candidates (label -> model, weights)."""
-    run = lambda name: (f"run:{work / 'sources' / name}", None)  # noqa: E731
+    trained = lambda name: (f"run:{work / 'sources' / name}", None)  # noqa: E731
     images = {
         "MobileNetV1 x0.25 (ImageNet)": (MOBILENET, IMAGENET_W),
         "ResNet-20 (CIFAR-10)": (RESNET20, R20_W),
@@ -98,16 +96,16 @@ def targets(work: Path) -> dict[str, dict]:
     }
     return {
         "sign": {"title": "sign-language digits, 500 training images", "data": [str(SIGN), "--train-size", "500"],
-                 "candidates": {**images, "MobileNet fine-tuned on hymenoptera (run:)": run("mobilenet-on-hymenoptera")}},
+                 "candidates": {**images, "MobileNet fine-tuned on hymenoptera (run:)": trained("mobilenet-on-hymenoptera")}},
         "hymenoptera": {"title": "hymenoptera (train/ 245 images, val/ reported)",
                         "data": [str(HYM / "train"), "--test", str(HYM / "val")],
-                        "candidates": {**images, "MobileNet fine-tuned on sign digits (run:)": run("mobilenet-on-sign")}},
+                        "candidates": {**images, "MobileNet fine-tuned on sign digits (run:)": trained("mobilenet-on-sign")}},
         "kitchen": {"title": "Amazon kitchen reviews, 1,500 (positive/negative)", "data": [str(tables(work)["kitchen"])],
                     "candidates": {"MiniLM": ("minilm", None),
-                                   "MiniLM fine-tuned on SST-2 (run:)": run("minilm-on-sst2"),
-                                   "MiniLM fine-tuned on SMS spam (run:)": run("minilm-on-sms"),
-                                   "MiniLM fine-tuned on TREC (run:)": run("minilm-on-trec"),
-                                   "MiniLM fine-tuned on Amazon books (run:)": run("minilm-on-books"),
+                                   "MiniLM fine-tuned on SST-2 (run:)": trained("minilm-on-sst2"),
+                                   "MiniLM fine-tuned on SMS spam (run:)": trained("minilm-on-sms"),
+                                   "MiniLM fine-tuned on TREC (run:)": trained("minilm-on-trec"),
+                                   "MiniLM fine-tuned on Amazon books (run:)": trained("minilm-on-books"),
                                    "scratch:bow": ("scratch:bow", None)}},
     }
 
@@ -132,14 +130,8 @@ class Results:
 def headstart(args: list[str], env: dict[str, str]) -> dict:
     """Run one headstart command: its wall and children's CPU seconds, and metrics.json when it wrote one."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run([HEADSTART, *args], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    metrics, wall = run(args, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"headstart {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    out = Path(args[args.index("--out") + 1]) if "--out" in args else None
-    metrics = json.loads((out / "metrics.json").read_text()) if out and (out / "metrics.json").is_file() else {}
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "metrics": metrics}
 
@@ -277,9 +269,9 @@ def report(work: Path, res: Results, out: Path, a: argparse.Namespace) -> None:
         emit()
         ceiling = [_tau(ft_acc[a], ft_acc[b]) for i, a in enumerate(SEEDS) for b in SEEDS[i + 1:]]
         ceilings[tname] = _mean(ceiling)
-        emit(f"Scores are the mean over the three seeds' rankings. Fine-tuning all six: "
+        emit("Scores are the mean over the three seeds' rankings. Fine-tuning all six: "
              + ", ".join(f"seed {s} {ft_wall[s]:.0f} s" for s in SEEDS) + ". How well one seed's fine-tuning predicts "
-             f"another's (Kendall tau between seeds' accuracies, the ceiling for any score): "
+             "another's (Kendall tau between seeds' accuracies, the ceiling for any score): "
              + " / ".join(f"{c:.2f}" for c in ceiling) + f", mean {_mean(ceiling):.2f}.")
         emit()
         for v in VARIANTS:

@@ -138,7 +138,10 @@ def test_rank_scores_an_earlier_run_and_says_when_the_top_two_overlap(tmp_path: 
         twins.attrs["overlap"].startswith(f"tiny@{twin.name} and tiny@{tiny_weights.name} overlap")
     assert "Fine-tuning both settles it" in twins.attrs["overlap"]
     assert "cannot tell them apart" in (tmp_path / "tw" / "report.html").read_text()
-    assert df.attrs["overlap"] is None or "overlap" in df.attrs["overlap"]
+    # a pool score's interval: every candidate on the same half-samples, each round normalised over the pool
+    pooled = headstart.rank(data, [f"{TINY}@{tiny_weights}", f"{TINY}@{twin}", TINY], metrics="ncti")
+    assert pooled["low"].notna().all() and (pooled["low"] <= pooled["ncti"]).all()
+    assert pooled.attrs["overlap"] is not None and "ncti" in pooled.attrs["overlap"]
     with pytest.raises(ConfigError, match="--per-class"):
         headstart.rank(data, [TINY], metrics="sfda", per_class=1)
 

@@ -257,7 +257,8 @@ def rank(
             raise ConfigError(f"option --per-class: {per_class} must be at least 2")
         pool = np.sort(per_class_subset(ds.strata(), pool, per_class, np.random.default_rng(seed + 104729)))
     y = ds.y[pool]
-    items, pool_key = ds.take(pool), _subset_key(ds.fingerprint(), pool)
+    data_key = ds.fingerprint()
+    items, pool_key = ds.take(pool), _subset_key(data_key, pool)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out_dir = prepare_output_dir(out, overwrite=overwrite, markers=("rank.json",), what="a headstart ranking") if out else None
     rows, fingerprints, pooled, boot = [], {}, {m: [] for m in POOLED if m in names}, {}
@@ -270,14 +271,13 @@ def rank(
         if backbone.modality != ds.modality:
             raise ConfigError(f"option --models: {cand.model} is {kind_of(backbone.modality)} but the data holds {ds.modality}s")
         fingerprints[cand.label] = backbone.fingerprint
-        whole = cached_rows(backbone, ds.fingerprint(), len(ds.items), pool, folder) if names != ["proxy"] else None
-        if whole is not None:  # the whole data's features are cached already: read the scored rows
-            feats, finfo = whole, {"cached": True, "seconds": 0.0}
-        elif names != ["proxy"]:  # extract only the examples scored
+        if names == ["proxy"]:  # the proxy alone trains on the examples themselves: no features to extract
+            feats, finfo = np.zeros((len(pool), backbone.num_features)), {"cached": True, "seconds": 0.0}
+        elif (whole := cached_rows(backbone, data_key, len(ds.items), pool, folder)) is not None:
+            feats, finfo = whole, {"cached": True, "seconds": 0.0}  # the whole data's entry: its scored rows
+        else:  # extract only the examples scored
             feats, finfo = extract(backbone, items, pool_key, folder, batch_size=batch_size, source=ds.name)
             feats = np.array(feats, dtype=np.float64)  # a copy: the cache entry is a read-only memory map
-        else:  # the proxy alone trains on the examples themselves: no features to extract
-            feats, finfo = np.zeros((len(pool), backbone.num_features)), {"cached": True, "seconds": 0.0}
         probs = _source_probs(backbone, feats)
         row: dict[str, Any] = {"candidate": cand.label, "model": cand.model, "weights": cand.weights,
                                "dim": int(feats.shape[1]), "params": int(sum(p.numel() for p in backbone.parameters())),
@@ -335,7 +335,7 @@ def rank(
                      "path": str(out_dir) if out_dir else None, "metrics": names})
     if out_dir is not None:
         _write_rank(out_dir, df, ds, pool)
-        remember(folder, ds.fingerprint(), _records(df), df.attrs, fingerprints, out_dir)
+        remember(folder, data_key, _records(df), df.attrs, fingerprints, out_dir)
     return df
 
 

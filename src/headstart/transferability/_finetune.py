@@ -62,6 +62,14 @@ def _within_cov(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     return centred.T @ centred / len(f)
 
 
+def _pca(f: np.ndarray, components: int) -> tuple[Any, np.ndarray]:
+    """PCA to at most ``components`` dimensions (fewer when D or N - 1 is smaller): the fitted PCA, [N, k]."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=int(min(components, f.shape[1], f.shape[0] - 1)), random_state=0)
+    return pca, pca.fit_transform(f)
+
+
 def _sfda_shrinkage(f: np.ndarray, y: np.ndarray) -> float:
     """SFDA's adaptive regularisation: exp(-5 * largest eigenvalue of S_w), at least 1e-10."""
     top = float(np.linalg.eigvalsh(_within_cov(f, y))[-1])
@@ -113,13 +121,10 @@ def ncti_parts(features: np.ndarray, labels: np.ndarray, *, components: int = 64
     - ``vc``: log of the summed nuclear norms of each class's posterior matrix (within-class variability; it
       enters the total with a minus sign).
     """
-    from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     f, y = _checked(features, labels, "ncti")
-    n_comp = int(min(components, f.shape[1], f.shape[0] - 1))
-    pca = PCA(n_components=n_comp, random_state=0)
-    z = pca.fit_transform(f)
+    pca, z = _pca(f, components)
     shrink = max(float(np.exp(-pca.explained_variance_[:32].sum())), 1e-10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -225,11 +230,8 @@ def gbc(features: np.ndarray, labels: np.ndarray, *, components: int = 64) -> fl
     ``D_B = 1/8 (mu_i - mu_j)^T S^-1 (mu_i - mu_j) + 1/2 ln(det S / sqrt(det S_i det S_j))``, ``S = (S_i + S_j)/2``.
     The score is ``-sum_{i != j} BC``: 0 for classes that do not overlap, more negative the more they do.
     """
-    from sklearn.decomposition import PCA
-
     f, y = _checked(features, labels, "gbc")
-    n_comp = int(min(components, f.shape[1], f.shape[0] - 1))
-    z = PCA(n_components=n_comp, random_state=0).fit_transform(f)
+    z = _pca(f, components)[1]
     k = y.max() + 1
     mu = _class_means(z, y)
     var = np.stack([z[y == c].var(axis=0) for c in range(k)]) + 1e-8 * (z.var(axis=0).mean() + 1e-12)
